@@ -1,0 +1,51 @@
+# Slipway: two commands.
+#   make run   set up, then serve the web UI on http://localhost:8000/
+#   make test  set up, then ruff and pytest
+# Setup is idempotent: a second run only checks and takes seconds.
+
+PYTHON ?= python3
+HOST ?= 0.0.0.0
+PORT ?= 8000
+
+VENV := .venv
+BIN := $(VENV)/bin
+REQUIREMENTS_STAMP := $(VENV)/.requirements-stamp
+
+# Extra setup targets, run in order after the Python environment and the
+# database are ready. Add one with `SETUP_STEPS += images` and a rule for it.
+SETUP_STEPS ?=
+
+# Run recipes one at a time, even under `make -j`: setup steps depend on order.
+.NOTPARALLEL:
+
+.PHONY: run test setup apt migrate lint clean
+
+run: setup
+	@echo "Slipway: serving on http://localhost:$(PORT)/ (Ctrl-C stops it)"
+	exec $(BIN)/daphne -b $(HOST) -p $(PORT) webui.asgi:application
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: $(REQUIREMENTS_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+setup: apt $(REQUIREMENTS_STAMP) migrate $(SETUP_STEPS)
+
+# Debian packages: installs only those missing; quick when none is.
+apt:
+	@scripts/install-apt-packages.sh scripts/apt-packages.txt
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(REQUIREMENTS_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+migrate: $(REQUIREMENTS_STAMP)
+	$(BIN)/python manage.py migrate --noinput
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

@@ -1,0 +1,1 @@
+"""Lesson content and the code that loads and checks it (none yet)."""

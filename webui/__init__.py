@@ -1,0 +1,1 @@
+"""Slipway's web UI: the Django project and its app."""
