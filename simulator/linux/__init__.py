@@ -218,3 +218,52 @@ def load_seccomp_bpf(program: bytes) -> None:
             ctypes.c_ulong(0),
         )
     )
+
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def set_link_up(name: str) -> None:
+    """Bring a network interface of the current network namespace up (as ``ip link set up``)."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", name.encode(), 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | _IFF_UP))
+
+
+CLONE_PARENT = 0x00008000
+_SIGCHLD = 17
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine(), 56)
+# Calls through PyDLL keep the GIL, so no other thread runs across the raw clone below.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+
+
+def fork_with_flags(flags: int) -> int:
+    """fork(2) with extra clone flags (such as CLONE_PARENT), keeping Python's fork hooks.
+
+    Returns 0 in the child and the child's PID in the caller, as os.fork() does.
+    """
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(
+        ctypes.c_long(_SYS_CLONE),
+        ctypes.c_ulong(flags | _SIGCHLD),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+    )
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, os.strerror(err))
+    return pid

@@ -93,7 +93,7 @@ def create(
     os.close(write_end)
     os.waitpid(first, 0)
     with os.fdopen(read_end, "rb") as f:
-        raw = f.read()
+        raw = f.readline()  # not EOF: the container's init holds a copy of the pipe
     try:
         reply = json.loads(raw)
     except ValueError:
@@ -123,10 +123,10 @@ def _run_shim(store, container_id, spec, bundle, console_socket, report_fd, shim
         state = shim.create()
         store.save(state)
     except BaseException as e:  # noqa: BLE001 - reported to the caller
-        os.write(report_fd, json.dumps({"ok": False, "error": _message(e)}).encode())
+        os.write(report_fd, json.dumps({"ok": False, "error": _message(e)}).encode() + b"\n")
         os.close(report_fd)
         return
-    os.write(report_fd, json.dumps({"ok": True, "pid": state.pid}).encode())
+    os.write(report_fd, json.dumps({"ok": True, "pid": state.pid}).encode() + b"\n")
     os.close(report_fd)
     try:
         shim.serve()

@@ -281,7 +281,6 @@ def container_spec(
                 "effective": caps,
                 "permitted": caps,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
             "noNewPrivileges": True,
         },
         "root": {"path": rootfs, "readonly": False},

@@ -111,6 +111,24 @@ def _write_maps(pid: int, linux_cfg: dict, step) -> None:  # noqa: ANN001
             step("namespace", f"wrote {name}: " + lines.strip().replace("\n", "; "))
 
 
+def preflight(spec: dict, bundle: str) -> None:
+    """Checks that need the filesystem, made before anything touches the kernel."""
+    root = spec["root"]["path"]
+    rootfs = root if root.startswith("/") else os.path.join(bundle, root)
+    if os.path.islink(rootfs.rstrip("/")) or not os.path.isdir(rootfs):
+        raise LaunchError(f"root.path: invalid rootfs {rootfs}: not a directory, or a symlink")
+    for i, mount in enumerate(spec.get("mounts") or []):
+        options = mount.get("options") or []
+        if mount.get("type") != "bind" and "bind" not in options and "rbind" not in options:
+            continue
+        source = mount.get("source") or ""
+        if not source:
+            raise LaunchError(f"mounts[{i}].source: a bind mount needs a source")
+        path = source if source.startswith("/") else os.path.join(bundle, source)
+        if not os.path.exists(path):
+            raise LaunchError(f"mounts[{i}].source: {source}: no such file or directory")
+
+
 def launch(
     container_id: str,
     spec: dict,
@@ -120,6 +138,7 @@ def launch(
     seccomp_cache: str | None = None,
 ) -> Launched:
     """Create the container's init process, stopped just before it runs the program."""
+    preflight(spec, bundle)
     linux_cfg = spec.get("linux") or {}
     layout = CgroupLayout.detect()
     cgroups = CgroupManager(layout, linux_cfg.get("cgroupsPath") or "", container_id, step)
@@ -175,77 +194,65 @@ def _launch(
     linux_cfg = spec.get("linux") or {}
     annotations = spec.get("annotations") or {}
     parent_pidns = annotations.get(PARENT_PIDNS_ANNOTATION)
-    userns_fd: int | None = None
+    # A new pid namespace under a given parent, or owned by a new user namespace, is made
+    # by a short-lived helper; see _helper().
+    use_helper = "pid" in new and bool(parent_pidns or "user" in new)
     if "pid" in join_fds:
         linux.setns(join_fds["pid"], linux.CLONE_NEWPID)
         step("namespace", "the init process will join an existing pid namespace (setns)")
-    elif "pid" in new:
-        if parent_pidns or "user" in new:
-            if parent_pidns:
-                try:
-                    fd = os.open(parent_pidns, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError as e:
-                    raise LaunchError(
-                        f"annotations[{PARENT_PIDNS_ANNOTATION!r}]: {parent_pidns}: {e.strerror}"
-                    ) from None
-                try:
-                    linux.setns(fd, linux.CLONE_NEWPID)
-                finally:
-                    os.close(fd)
-                step("namespace", f"entered the parent pid namespace {parent_pidns} (setns)")
-            userns_fd = _prepare_pidns_with_helper("user" in new, linux_cfg, step)
-        else:
-            linux.unshare(linux.CLONE_NEWPID)
-            step("namespace", "created a new pid namespace (unshare CLONE_NEWPID)")
+    elif "pid" in new and not use_helper:
+        linux.unshare(linux.CLONE_NEWPID)
+        step("namespace", "created a new pid namespace (unshare CLONE_NEWPID)")
+    elif parent_pidns:
+        try:
+            fd = os.open(parent_pidns, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise LaunchError(
+                f"annotations[{PARENT_PIDNS_ANNOTATION!r}]: {parent_pidns}: {e.strerror}"
+            ) from None
+        try:
+            linux.setns(fd, linux.CLONE_NEWPID)
+        finally:
+            os.close(fd)
+        step("namespace", f"entered the parent pid namespace {parent_pidns} (setns)")
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    rootfs = os.path.join(bundle, spec["root"]["path"])
+    # Every message from the other side carries its sender's PID, translated to ours.
+    parent_sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    root = spec["root"]["path"]
+    rootfs = root if root.startswith("/") else os.path.join(bundle, root)
+    init_args = (child_sock, spec, bundle, rootfs, step, stdio, program, cgroups, new, join_fds)
     try:
-        pid = os.fork()
+        first = os.fork()
     except BaseException:
         parent_sock.close()
         child_sock.close()
         raise
-    if pid == 0:  # the container's init
-        code = 1
-        try:
-            parent_sock.close()
-            _init(
-                child_sock,
-                spec,
-                bundle,
-                rootfs,
-                step,
-                stdio,
-                program,
-                cgroups,
-                new,
-                join_fds,
-                userns_fd,
-            )
-        except BaseException as e:  # noqa: BLE001 - anything here must reach the parent
-            if os.environ.get("SLIPWAY_RUNTIME_DEBUG"):
-                import traceback
-
-                traceback.print_exc()
-            try:
-                _send(child_sock, {"type": "error", "message": _describe_error(e)})
-            except OSError:
-                pass
-        finally:
-            os._exit(code)
+    if first == 0:
+        parent_sock.close()
+        if use_helper:
+            _helper(child_sock, "user" in new, init_args)
+        else:
+            _run_init(init_args, userns_ready=False)
+        os._exit(1)
     child_sock.close()
-    if userns_fd is not None:
-        os.close(userns_fd)
-    step("process", f"forked the container's init process: host PID {pid}")
+    helper = first if use_helper else None
+    pid = 0 if use_helper else first
     launched = Launched(pid=pid, sync=parent_sock, cgroups=cgroups)
     try:
         while True:
-            message, fds = _recv(parent_sock)
+            message, fds, sender = _recv_from(parent_sock)
             if message is None:
                 raise LaunchError("the container's init process exited during set-up")
             kind = message["type"]
-            if kind == "userns":
-                _write_maps(pid, linux_cfg, step)
+            if kind == "hello":
+                launched.pid = pid = sender
+                if helper is not None:
+                    os.waitpid(helper, 0)
+                    helper = None
+                step("process", f"the container's init process is host PID {pid}")
+            elif kind == "userns":
+                _write_maps(sender, linux_cfg, step)
+                step("namespace", "created a new user namespace (unshare CLONE_NEWUSER)")
                 _send(parent_sock, {"type": "ok"})
             elif kind == "console":
                 launched.master = fds[0]
@@ -261,12 +268,81 @@ def _launch(
         parent_sock.close()
         if launched.master is not None:
             os.close(launched.master)
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+        for victim in (pid, helper):
+            if victim:
+                try:
+                    os.kill(victim, 9)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(victim, 0)
         raise
+
+
+def _recv_from(sock: socket.socket) -> tuple[dict | None, list[int], int]:
+    """Like _recv, plus the sender's PID from its SCM_CREDENTIALS."""
+    data, ancdata, _, _ = sock.recvmsg(
+        65536, socket.CMSG_SPACE(4 * 4) + socket.CMSG_SPACE(struct.calcsize("3i"))
+    )
+    fds: list[int] = []
+    sender = 0
+    for level, kind, payload in ancdata:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(array.array("i", payload[:usable]))
+        elif kind == socket.SCM_CREDENTIALS:
+            sender = struct.unpack("3i", payload[: struct.calcsize("3i")])[0]
+    if not data:
+        return None, fds, sender
+    return json.loads(data), fds, sender
+
+
+def _run_init(init_args: tuple, userns_ready: bool) -> None:
+    """The container's init: set up, report errors to the parent, never return."""
+    sync = init_args[0]
+    try:
+        _send(sync, {"type": "hello"})
+        _init(*init_args, userns_ready=userns_ready)
+    except BaseException as e:  # noqa: BLE001 - anything here must reach the parent
+        if os.environ.get("SLIPWAY_RUNTIME_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        try:
+            _send(sync, {"type": "error", "message": _describe_error(e)})
+        except OSError:
+            pass
+    os._exit(1)
+
+
+def _helper(sync: socket.socket, with_userns: bool, init_args: tuple) -> None:
+    """Make the new pid namespace, then the init inside it as our parent's child.
+
+    A process can't move itself into a new pid namespace, and /proc/PID/ns/pid_for_children
+    can't be opened before the namespace has an init. So the helper unshares (a user
+    namespace first, if asked, so that it owns the pid namespace), then clones the init
+    with CLONE_PARENT: the init becomes PID 1 of the new namespace and a direct child of
+    the shim, which can wait for it. The helper then exits.
+    """
+    try:
+        if with_userns:
+            linux.unshare(linux.CLONE_NEWUSER)
+            _send(sync, {"type": "userns"})
+            if _recv(sync)[0] is None:
+                os._exit(1)
+        linux.unshare(linux.CLONE_NEWPID)
+        if linux.fork_with_flags(linux.CLONE_PARENT) == 0:
+            _run_init(init_args, userns_ready=with_userns)
+    except BaseException as e:  # noqa: BLE001
+        try:
+            _send(
+                sync,
+                {"type": "error", "message": f"creating the pid namespace: {_describe_error(e)}"},
+            )
+        except OSError:
+            pass
+    os._exit(0)
 
 
 def _describe_error(e: BaseException) -> str:
@@ -275,59 +351,6 @@ def _describe_error(e: BaseException) -> str:
             return f"{e.filename}: {e.strerror}"
         return e.strerror
     return str(e) or type(e).__name__
-
-
-def _prepare_pidns_with_helper(with_userns: bool, linux_cfg: dict, step: StepLog) -> int | None:
-    """Create the new pid namespace (and user namespace) in a short-lived helper, then
-    point this process's children at it, so the container's init is our direct child."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    helper = os.fork()
-    if helper == 0:
-        try:
-            ours.close()
-            if with_userns:
-                linux.unshare(linux.CLONE_NEWUSER)
-                _send(theirs, {"type": "userns"})
-                _recv(theirs)
-            linux.unshare(linux.CLONE_NEWPID)
-            _send(theirs, {"type": "ready"})
-            _recv(theirs)  # wait until the parent has opened our namespaces
-        except BaseException as e:  # noqa: BLE001
-            try:
-                _send(theirs, {"type": "error", "message": _describe_error(e)})
-            except OSError:
-                pass
-        os._exit(0)
-    theirs.close()
-    userns_fd = None
-    try:
-        while True:
-            message, _ = _recv(ours)
-            if message is None or message["type"] == "error":
-                reason = message["message"] if message else "the namespace helper died"
-                raise LaunchError(f"creating the pid namespace: {reason}")
-            if message["type"] == "userns":
-                _write_maps(helper, linux_cfg, step)
-                step("namespace", "created a new user namespace (unshare CLONE_NEWUSER)")
-                _send(ours, {"type": "ok"})
-            elif message["type"] == "ready":
-                break
-        if with_userns:
-            userns_fd = os.open(f"/proc/{helper}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        fd = os.open(f"/proc/{helper}/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            linux.setns(fd, linux.CLONE_NEWPID)
-        finally:
-            os.close(fd)
-        step("namespace", "created a new pid namespace (unshare CLONE_NEWPID in a helper)")
-        return userns_fd
-    except BaseException:
-        if userns_fd is not None:
-            os.close(userns_fd)
-        raise
-    finally:
-        ours.close()
-        os.waitpid(helper, 0)
 
 
 def _init(
@@ -341,7 +364,7 @@ def _init(
     cgroups: CgroupManager,
     new: list[str],
     join_fds: dict[str, int],
-    userns_fd: int | None,
+    userns_ready: bool = False,
 ) -> None:
     """The container's init process, from fork to the wait for ``start``."""
     process = spec["process"]
@@ -360,10 +383,7 @@ def _init(
             step("namespace", f"joined the existing {kind} namespace (setns)")
     in_userns = "user" in new or "user" in join_fds
     if "user" in new:
-        if userns_fd is not None:
-            linux.setns(userns_fd, linux.CLONE_NEWUSER)
-            step("namespace", "joined the container's user namespace (setns)")
-        else:
+        if not userns_ready:
             linux.unshare(linux.CLONE_NEWUSER)
             _send(sync, {"type": "userns"})
             if _recv(sync)[0] is None:
@@ -380,6 +400,9 @@ def _init(
     if flags:
         linux.unshare(flags)
         step("namespace", f"created new {', '.join(names)} namespaces (unshare)")
+    if "network" in new:
+        linux.set_link_up("lo")
+        step("network", "brought up the loopback interface lo")
     if spec.get("hostname") and ("uts" in new or "uts" in join_fds):
         linux.sethostname(spec["hostname"])
         step("hostname", f"set the hostname to {spec['hostname']}")

@@ -195,8 +195,6 @@ class RootfsBuilder:
         for i, entry in enumerate(self.spec.get("mounts") or []):
             try:
                 self._mount_entry(entry)
-            except MountError:
-                raise
             except OSError as e:
                 what = f"mounts[{i}] ({entry.get('type') or 'bind'} on {entry['destination']})"
                 raise MountError(e.errno, f"{what}: {e.strerror}") from None

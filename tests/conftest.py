@@ -1,0 +1,98 @@
+"""Suite-wide checks: after the whole run, no test has left a mount, cgroup, network
+namespace, veth or container process behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    mounts: frozenset[str]
+    cgroups: frozenset[str]
+    netns: frozenset[str]
+    links: frozenset[str]
+    processes: frozenset[tuple[int, str]]
+
+    def leaks_since(self, before: HostSnapshot) -> dict[str, list]:
+        found = {
+            "mounts": sorted(self.mounts - before.mounts),
+            "cgroups": sorted(self.cgroups - before.cgroups),
+            "network namespaces": sorted(self.netns - before.netns),
+            "network links": sorted(self.links - before.links),
+            "processes": sorted(self.processes - before.processes),
+        }
+        return {k: v for k, v in found.items() if v}
+
+
+def _mounts() -> frozenset[str]:
+    with open("/proc/self/mountinfo") as f:
+        return frozenset(line.split()[4] for line in f)
+
+
+def _cgroups() -> frozenset[str]:
+    found = set()
+    base = "/sys/fs/cgroup"
+    for hierarchy in os.listdir(base):
+        top = os.path.join(base, hierarchy)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _, _ in os.walk(top):
+            found.add(dirpath)
+    return frozenset(found)
+
+
+def _netns() -> frozenset[str]:
+    names = set()
+    try:
+        names.update("/run/netns/" + n for n in os.listdir("/run/netns"))
+    except FileNotFoundError:
+        pass
+    return frozenset(names)
+
+
+def _links() -> frozenset[str]:
+    return frozenset(os.listdir("/sys/class/net"))
+
+
+def _processes() -> frozenset[tuple[int, str]]:
+    """Processes that belong to containers or to the runtime: another pid namespace than
+    ours, or the runtime's command line."""
+    own_pidns = os.stat("/proc/self/ns/pid").st_ino
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if not cmdline:
+            continue  # kernel threads and zombies
+        if pidns != own_pidns or "simulator.runtime" in cmdline:
+            found.add((pid, cmdline))
+    return frozenset(found)
+
+
+def host_snapshot() -> HostSnapshot:
+    return HostSnapshot(_mounts(), _cgroups(), _netns(), _links(), _processes())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """Fail the run if the suite as a whole leaked host resources."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = host_snapshot()
+    yield
+    leaks = host_snapshot().leaks_since(before)
+    if leaks:
+        pytest.fail(f"the test suite left these behind: {leaks}", pytrace=False)
