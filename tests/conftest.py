@@ -60,9 +60,8 @@ def _links() -> frozenset[str]:
 
 
 def _processes() -> frozenset[tuple[int, str]]:
-    """Processes that belong to containers or to the runtime: another pid namespace than
-    ours, or the runtime's command line."""
-    own_pidns = os.stat("/proc/self/ns/pid").st_ino
+    """Processes the tests started: runtime commands run on a pytest temporary directory,
+    and container processes in a test cgroup (named slipway-test)."""
     found = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -71,12 +70,13 @@ def _processes() -> frozenset[tuple[int, str]]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino
+            with open(f"/proc/{pid}/cgroup") as f:
+                cgroups = f.read()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         if not cmdline:
             continue  # kernel threads and zombies
-        if pidns != own_pidns or "simulator.runtime" in cmdline:
+        if "slipway-test" in cgroups or "pytest-of-" in cmdline:
             found.add((pid, cmdline))
     return frozenset(found)
 

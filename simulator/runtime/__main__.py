@@ -50,8 +50,9 @@ class UsageError(Exception):
     pass
 
 
-def parse(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+def parse(argv: list[str], verb: str = "") -> tuple[dict[str, list[str]], list[str]]:
     """Split options from positional arguments; ``--`` ends option parsing."""
+    with_value = _WITH_VALUE if verb == "list" else _WITH_VALUE - {"-f"}
     options: dict[str, list[str]] = {}
     positional: list[str] = []
     i = 0
@@ -62,7 +63,7 @@ def parse(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
             break
         if arg.startswith("-") and len(arg) > 1:
             name, eq, value = arg.partition("=")
-            if name in _WITH_VALUE:
+            if name in with_value:
                 if not eq:
                     i += 1
                     if i >= len(argv):
@@ -137,7 +138,7 @@ def _dispatch(root: str | None, verb: str, rest: list[str]) -> int:
     if verb == "exec":
         options, positional = parse_exec(rest)
     else:
-        options, positional = parse(rest)
+        options, positional = parse(rest, verb)
 
     def need_id() -> str:
         if not positional:

@@ -83,6 +83,12 @@ class _Client:
             "stderr": request.get("stderr", True),
         }
         self.pending = bytearray()
+        self.reading = True  # False once the client half-closed its side
+
+    def events(self) -> int:
+        return (selectors.EVENT_READ if self.reading else 0) | (
+            selectors.EVENT_WRITE if self.pending else 0
+        )
 
     def frame(self, stream: str, data: bytes) -> bytes:
         if self.tty:
@@ -175,16 +181,19 @@ class Shim:
         )
         self.state = state
         self.step = step
+        # Listen before the caller hears that the container exists, so that an immediate
+        # `start` finds the socket.
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.store.path(self.id, "shim.sock"))
+        self.listener.listen(16)
         return state
 
     # -- the event loop ------------------------------------------------------------------
 
     def serve(self) -> None:
         assert self.launched is not None
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = self.listener
         sock_path = self.store.path(self.id, "shim.sock")
-        listener.bind(sock_path)
-        listener.listen(16)
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, ("listen", None))
         pidfd = os.pidfd_open(self.launched.pid)
@@ -311,8 +320,18 @@ class Shim:
         except OSError:
             self._drop(client)
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.pending else 0)
-        self.sel.modify(client.sock, events, ("client", client))
+        self._watch(client)
+
+    def _watch(self, client: _Client) -> None:
+        """Register the client for what it needs now: reads, writes, both, or neither."""
+        events = client.events()
+        registered = client.sock in self.sel.get_map()
+        if events and registered:
+            self.sel.modify(client.sock, events, ("client", client))
+        elif events:
+            self.sel.register(client.sock, events, ("client", client))
+        elif registered:
+            self.sel.unregister(client.sock)
 
     def _client_input(self, client: _Client) -> None:
         try:
@@ -322,14 +341,12 @@ class Shim:
         except OSError:
             data = b""
         if not data:
+            # The client closed its side: keep sending it output until the container ends.
             if client.stdin and client.stdin_once:
                 self._close_stdin()
-            if client.pending:
-                # Keep sending output; just stop reading from it.
-                self.sel.modify(client.sock, selectors.EVENT_WRITE, ("client", client))
-                client.stdin = False
-            else:
-                self._drop(client)
+            client.stdin = False
+            client.reading = False
+            self._watch(client)
             return
         if not client.stdin:
             return
@@ -365,7 +382,8 @@ class Shim:
     def _drop(self, client: _Client) -> None:
         if client in self.clients:
             self.clients.remove(client)
-            self.sel.unregister(client.sock)
+            if client.sock in self.sel.get_map():
+                self.sel.unregister(client.sock)
             client.sock.close()
 
     def _finish(self, listener: socket.socket, sock_path: str) -> None:

@@ -89,7 +89,7 @@ class Driver:
         self.root = root
         self.ids: list[str] = []
 
-    def new_id(self, prefix: str = "t") -> str:
+    def new_id(self, prefix: str = "slipway-test") -> str:
         container_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
         self.ids.append(container_id)
         return container_id
@@ -110,9 +110,13 @@ class Driver:
     def wait_status(self, container_id: str, status: str, timeout: float = 20) -> dict:
         deadline = time.monotonic() + timeout
         while True:
-            state = self.state(container_id)
-            if state["status"] == status or time.monotonic() > deadline:
-                return state
+            result = self("state", container_id)
+            if result.returncode == 0:
+                state = json.loads(result.stdout)
+                if state["status"] == status:
+                    return state
+            if time.monotonic() > deadline:
+                return self.state(container_id)
             time.sleep(0.05)
 
     def cleanup(self) -> None:
