@@ -376,3 +376,48 @@ def test_user_namespace_maps_container_root_to_an_unprivileged_host_uid(
     lines = [json.loads(line)["log"] for line in log.read_text().splitlines()]
     assert lines[0] == "0\n"
     assert lines[1].split() == ["0", "200000", "65536"]
+
+
+def test_joining_a_namespace_by_path_shares_it(runtime, make_bundle, runc_spec_template):
+    first = make_bundle(_config(runc_spec_template, ["sleep", "60"]))
+    first_id = runtime.new_id()
+    assert runtime("run", "-d", first_id, "--bundle", str(first)).returncode == 0
+    first_pid = runtime.state(first_id)["pid"]
+    config = _config(runc_spec_template, ["sh", "-c", "readlink /proc/self/ns/net"])
+    config["linux"]["namespaces"] = [
+        {"type": "network", "path": f"/proc/{first_pid}/ns/net"} if ns["type"] == "network" else ns
+        for ns in config["linux"]["namespaces"]
+    ]
+    result = runtime("run", runtime.new_id(), "--bundle", str(make_bundle(config)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == os.readlink(f"/proc/{first_pid}/ns/net")
+
+
+def test_rlimits_are_clamped_to_the_hard_limit_never_raised(
+    runtime, make_bundle, runc_spec_template
+):
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    config = _config(runc_spec_template, ["sh", "-c", "ulimit -Sn; ulimit -Hn"])
+    config["process"]["rlimits"] = [
+        {"type": "RLIMIT_NOFILE", "hard": hard + 1000, "soft": hard + 1000}
+    ]
+    result = runtime("run", runtime.new_id(), "--bundle", str(make_bundle(config)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(hard), str(hard)]
+
+
+def test_user_groups_and_sysctls_are_applied(runtime, make_bundle, runc_spec_template):
+    config = _config(
+        runc_spec_template,
+        ["sh", "-c", "id -u; id -g; id -G; cat /proc/sys/net/ipv4/ping_group_range"],
+        user={"uid": 1000, "gid": 1000, "additionalGids": [5, 20]},
+    )
+    config["linux"]["sysctl"] = {"net.ipv4.ping_group_range": "0 1000"}
+    result = runtime("run", runtime.new_id(), "--bundle", str(make_bundle(config)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["1000", "1000"]
+    assert set(lines[2].split()) == {"1000", "5", "20"}
+    assert lines[3].split() == ["0", "1000"]
