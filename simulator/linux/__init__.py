@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -91,7 +90,7 @@ _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "setns": 308, "openat2": 437},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "setns": 268, "openat2": 437},
 }
-_NR = _SYSCALLS.get(platform.machine(), _SYSCALLS["x86_64"])
+_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -239,7 +238,7 @@ def set_link_up(name: str) -> None:
 
 CLONE_PARENT = 0x00008000
 _SIGCHLD = 17
-_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine(), 56)
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine, 56)
 # Calls through PyDLL keep the GIL, so no other thread runs across the raw clone below.
 _pylibc = ctypes.PyDLL(None, use_errno=True)
 

@@ -12,7 +12,6 @@ import errno
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 # Options of a v1 cgroup mount that aren't controllers.
 _V1_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode"})
@@ -21,23 +20,25 @@ _V1_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpu
 MANAGED = ("memory", "cpu", "pids", "devices", "freezer", "cpuset")
 
 
-@dataclass
 class Hierarchy:
     """One mounted cgroup hierarchy."""
 
-    mountpoint: str
-    controllers: tuple[str, ...]  # v1: e.g. ("cpu", "cpuacct") or ("name=systemd",)
-    root: str  # the mount's root within the hierarchy, usually "/"
-    version: int
+    __slots__ = ("mountpoint", "controllers", "root", "version")
+
+    def __init__(self, mountpoint: str, controllers: tuple[str, ...], root: str, version: int):
+        self.mountpoint = mountpoint
+        self.controllers = controllers  # v1: e.g. ("cpu", "cpuacct") or ("name=systemd",)
+        self.root = root  # the mount's root within the hierarchy, usually "/"
+        self.version = version
 
 
-@dataclass
 class CgroupLayout:
     """Which hierarchy holds which controller on this host."""
 
-    v1: list[Hierarchy] = field(default_factory=list)
-    v2: Hierarchy | None = None
-    v2_controllers: tuple[str, ...] = ()
+    def __init__(self) -> None:
+        self.v1: list[Hierarchy] = []
+        self.v2: Hierarchy | None = None
+        self.v2_controllers: tuple[str, ...] = ()
 
     @property
     def mode(self) -> str:

@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 
 from simulator.runtime import spec as speclib
 from simulator.runtime.cgroups import CgroupLayout, CgroupManager
@@ -242,9 +241,21 @@ def _wait_gone(pid: int, start: int | None, timeout: float = 10.0) -> None:
 
 
 def _remove_dir(store: StateStore, container_id: str) -> None:
-    import shutil
-
-    shutil.rmtree(store.dir(container_id), ignore_errors=True)
+    # The state directory is flat: a few files and sockets. (shutil would cost start-up.)
+    directory = store.dir(container_id)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
 
 
 def pause(store: StateStore, container_id: str, frozen: bool) -> int:
@@ -378,15 +389,26 @@ def _forward_signals(pid: int) -> list[int]:
 # -- exec --------------------------------------------------------------------------------
 
 
-@dataclass
 class ExecOptions:
-    args: list[str]
-    tty: bool = False
-    cwd: str | None = None
-    env: list[str] | None = None
-    user: str | None = None
-    detach: bool = False
-    pid_file: str | None = None
+    """What ``exec`` was asked to run, and how."""
+
+    def __init__(
+        self,
+        args: list[str],
+        tty: bool = False,
+        cwd: str | None = None,
+        env: list[str] | None = None,
+        user: str | None = None,
+        detach: bool = False,
+        pid_file: str | None = None,
+    ) -> None:
+        self.args = args
+        self.tty = tty
+        self.cwd = cwd
+        self.env = env
+        self.user = user
+        self.detach = detach
+        self.pid_file = pid_file
 
 
 def exec_(store: StateStore, container_id: str, opts: ExecOptions) -> int:

@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 import termios
-from dataclasses import dataclass, field
 
 from simulator import linux
 from simulator.runtime import process as proc
@@ -29,14 +28,17 @@ class LaunchError(Exception):
     """The container could not be created; the message is for the user."""
 
 
-@dataclass
 class Launched:
-    pid: int
-    sync: socket.socket
-    cgroups: CgroupManager
-    master: int | None = None
-    console: str | None = None
-    extra_fds: list[int] = field(default_factory=list)
+    """A container's init, set up and waiting for ``start``."""
+
+    __slots__ = ("pid", "sync", "cgroups", "master", "console")
+
+    def __init__(self, pid: int, sync: socket.socket, cgroups: CgroupManager) -> None:
+        self.pid = pid
+        self.sync = sync
+        self.cgroups = cgroups
+        self.master: int | None = None
+        self.console: str | None = None
 
     def start(self) -> None:
         """Let the init process execute the container's program; raise if it can't."""
@@ -250,6 +252,13 @@ def _launch(
                     os.waitpid(helper, 0)
                     helper = None
                 step("process", f"the container's init process is host PID {pid}")
+                # Moving a process between cgroups can wait for an RCU grace period:
+                # do it from here while the init builds its root filesystem.
+                try:
+                    cgroups.join(pid)
+                    _send(parent_sock, {"type": "joined"})
+                except (ProcessLookupError, BrokenPipeError):
+                    pass  # the init already failed: its error message is waiting for us
             elif kind == "userns":
                 _write_maps(sender, linux_cfg, step)
                 step("namespace", "created a new user namespace (unshare CLONE_NEWUSER)")
@@ -373,7 +382,7 @@ def _init(
             if fd != target:
                 os.dup2(fd, target)
     os.setsid()
-    cgroups.join(0)
+    seen: set[str] = set()
     # Join the namespaces named by path: the user namespace first, so the rest are
     # joined with its privileges.
     order = ["user", "ipc", "uts", "network", "cgroup", "mount"]
@@ -386,11 +395,12 @@ def _init(
         if not userns_ready:
             linux.unshare(linux.CLONE_NEWUSER)
             _send(sync, {"type": "userns"})
-            if _recv(sync)[0] is None:
-                os._exit(1)
+            _expect(sync, "ok", seen)
             step("namespace", "created a new user namespace (unshare CLONE_NEWUSER)")
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+    if "cgroup" in new:
+        _expect(sync, "joined", seen)  # the cgroup namespace is rooted where the init is
     flags = 0
     names = []
     for kind in ("mount", "uts", "ipc", "network", "cgroup"):
@@ -443,6 +453,7 @@ def _init(
             f"chdir to cwd ({process['cwd']!r}) set in config.json failed: {e.strerror}"
         ) from None
     path = proc.lookup(process["args"], env, process["cwd"])
+    _expect(sync, "joined", seen)
     _send(sync, {"type": "ready"})
     message, _ = _recv(sync)
     if message is None or message.get("type") != "start":
@@ -452,6 +463,15 @@ def _init(
     step("exec", "executing " + json.dumps(process["args"]))
     step.close()
     proc.exec_program(path, process["args"], env)
+
+
+def _expect(sync: socket.socket, kind: str, seen: set[str]) -> None:
+    """Wait for the parent's message ``kind``; remember others that arrive first."""
+    while kind not in seen:
+        message, _ = _recv(sync)
+        if message is None:
+            os._exit(1)  # the parent is gone: nobody will start this container
+        seen.add(message["type"])
 
 
 def set_winsize(fd: int, height: int, width: int) -> None:

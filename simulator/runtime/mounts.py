@@ -12,7 +12,6 @@ import os
 import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from simulator import linux
 
@@ -76,13 +75,17 @@ class MountError(OSError):
     """A mount the spec asked for that could not be made; the message names the entry."""
 
 
-@dataclass
 class MountOptions:
-    flags: int = 0
-    propagation: int = 0
-    data: str = ""
-    bind: bool = False
-    recursive: bool = False
+    """OCI mount options split into what mount(2) takes."""
+
+    __slots__ = ("flags", "propagation", "data", "bind", "recursive")
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.propagation = 0
+        self.data = ""
+        self.bind = False
+        self.recursive = False
 
 
 def parse_options(options: list[str]) -> MountOptions:

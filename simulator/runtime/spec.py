@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from simulator.runtime.capabilities import CAP_NUMBERS, normalise
 
@@ -46,7 +45,7 @@ _TYPE_NAMES = {
 }
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -54,20 +53,20 @@ def _kind(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _expect(value: Any, kind: type, where: str) -> Any:
+def _expect(value: object, kind: type, where: str) -> object:
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
         raise SpecError(f"{where}: expected {_TYPE_NAMES[kind]}, got {_kind(value)}")
     return value
 
 
-def _optional(obj: dict, key: str, kind: type, where: str) -> Any:
+def _optional(obj: dict, key: str, kind: type, where: str) -> object:
     if key not in obj or obj[key] is None:
         return None
     return _expect(obj[key], kind, f"{where}.{key}" if where else key)
 
 
-def _required(obj: dict, key: str, kind: type, where: str) -> Any:
+def _required(obj: dict, key: str, kind: type, where: str) -> object:
     path = f"{where}.{key}" if where else key
     if key not in obj:
         raise SpecError(f"{path}: required field is missing")
@@ -99,7 +98,7 @@ def load(bundle: str) -> dict:
     return spec
 
 
-def check(spec: Any) -> None:
+def check(spec: object) -> None:
     """Raise SpecError for the first field of ``spec`` that is missing or of the wrong type."""
     _expect(spec, dict, "config.json")
     _required(spec, "ociVersion", str, "")

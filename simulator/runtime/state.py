@@ -9,36 +9,74 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import asdict, dataclass, field
 
 DEFAULT_ROOT = "/run/slipway-runtime"
-_ID = re.compile(r"^[\w+\-.]+$")
+_ID_PUNCTUATION = frozenset("_+-.")
 
 
 class StateError(Exception):
     """A request that the container's state doesn't allow; the message is runc's."""
 
 
-@dataclass
 class ContainerState:
-    id: str
-    bundle: str
-    rootfs: str
-    pid: int
-    pid_start: int  # the init's start time in clock ticks, to notice a reused PID
-    created: str
-    owner: str
-    started: bool
-    cgroups_path: str
-    annotations: dict = field(default_factory=dict)
-    shim_pid: int = 0
-    log_path: str = ""
-    config: dict = field(default_factory=dict)
+    """What the runtime records of one container (a plain class: the runtime's start-up
+    can't afford to import dataclasses)."""
+
+    __slots__ = (
+        "id",
+        "bundle",
+        "rootfs",
+        "pid",
+        "pid_start",  # the init's start time in clock ticks, to notice a reused PID
+        "created",
+        "owner",
+        "started",
+        "cgroups_path",
+        "annotations",
+        "shim_pid",
+        "log_path",
+        "config",
+    )
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the OCI name
+        bundle: str,
+        rootfs: str,
+        pid: int,
+        pid_start: int,
+        created: str,
+        owner: str,
+        started: bool,
+        cgroups_path: str,
+        annotations: dict | None = None,
+        shim_pid: int = 0,
+        log_path: str = "",
+        config: dict | None = None,
+    ) -> None:
+        self.id = id
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.pid = pid
+        self.pid_start = pid_start
+        self.created = created
+        self.owner = owner
+        self.started = started
+        self.cgroups_path = cgroups_path
+        self.annotations = annotations or {}
+        self.shim_pid = shim_pid
+        self.log_path = log_path
+        self.config = config or {}
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def check_id(container_id: str) -> None:
-    if not container_id or not _ID.match(container_id) or container_id in (".", ".."):
+    valid = (
+        all(c.isalnum() or c in _ID_PUNCTUATION for c in container_id) and container_id.isascii()
+    )
+    if not container_id or not valid or container_id in (".", ".."):
         raise StateError(f"invalid id format: {container_id!r}")
 
 
@@ -77,7 +115,7 @@ class StateStore:
         return directory
 
     def save(self, state: ContainerState) -> None:
-        write_json_atomic(self.path(state.id, "state.json"), asdict(state))
+        write_json_atomic(self.path(state.id, "state.json"), state.to_dict())
 
     def load(self, container_id: str) -> ContainerState:
         check_id(container_id)
