@@ -421,3 +421,29 @@ def test_user_groups_and_sysctls_are_applied(runtime, make_bundle, runc_spec_tem
     assert lines[:2] == ["1000", "1000"]
     assert set(lines[2].split()) == {"1000", "5", "20"}
     assert lines[3].split() == ["0", "1000"]
+
+
+def test_a_tty_container_without_console_socket_is_owned_by_its_shim(
+    runtime, make_bundle, runc_spec_template
+):
+    bundle = make_bundle(copy.deepcopy(runc_spec_template))  # terminal: true, args: ["sh"]
+    container_id = runtime.new_id()
+    assert runtime("create", container_id, "--bundle", str(bundle)).returncode == 0
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(20)
+    sock.connect(str(Path(runtime.root, container_id, "shim.sock")))
+    sock.sendall(json.dumps({"op": "attach", "stdin": True}).encode() + b"\n")
+    reply = b""
+    while not reply.endswith(b"\n"):
+        reply += sock.recv(1)
+    assert json.loads(reply) == {"ok": True, "tty": True}
+    assert runtime("start", container_id).returncode == 0
+    sock.sendall(b"echo $((7*6))-from-tty; exit 4\n")
+    stream = b""
+    while chunk := sock.recv(4096):
+        stream += chunk
+    sock.close()
+    assert b"42-from-tty" in stream  # raw pty bytes, no multiplexing headers
+    assert runtime.wait_status(container_id, "stopped")["exitStatus"] == 4
+    log = Path(runtime.root, container_id, "container-json.log").read_text()
+    assert "42-from-tty" in log
