@@ -1,0 +1,1 @@
+"""Images: references and their normalisation, and the OCI and Docker image formats."""
