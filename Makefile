@@ -13,16 +13,20 @@ REQUIREMENTS_STAMP := $(VENV)/.requirements-stamp
 
 # Extra setup targets, run in order after the Python environment and the
 # database are ready. Add one with `SETUP_STEPS += images` and a rule for it.
-SETUP_STEPS ?=
+SETUP_STEPS ?= images
+HUB_LISTEN ?= 127.0.0.1:5000
 
 # Run recipes one at a time, even under `make -j`: setup steps depend on order.
 .NOTPARALLEL:
 
-.PHONY: run test setup apt migrate bytecode lint clean
+.PHONY: run test setup apt migrate bytecode images lint clean
 
 run: setup
+	@echo "Slipway: the hub serves the base images on http://$(HUB_LISTEN)/v2/"
 	@echo "Slipway: serving on http://localhost:$(PORT)/ (Ctrl-C stops it)"
-	exec $(BIN)/daphne -b $(HOST) -p $(PORT) webui.asgi:application
+	@$(BIN)/python -m simulator.hub serve --listen $(HUB_LISTEN) --quiet & hub=$$!; \
+	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/daphne -b $(HOST) -p $(PORT) webui.asgi:application
 
 test: setup lint
 	$(BIN)/pytest
@@ -48,6 +52,11 @@ $(REQUIREMENTS_STAMP): requirements.txt | $(BIN)/python
 # where PYTHONDONTWRITEBYTECODE is set. Quick when nothing changed.
 bytecode: $(REQUIREMENTS_STAMP)
 	$(BIN)/python -m compileall -q simulator
+
+# The base images, built offline into the hub (python -m simulator.hub build). Cached:
+# a second run only checks that every tag is published from the current recipes.
+images: $(REQUIREMENTS_STAMP) bytecode
+	$(BIN)/python -m simulator.hub build
 
 migrate: $(REQUIREMENTS_STAMP)
 	$(BIN)/python manage.py migrate --noinput
