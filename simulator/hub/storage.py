@@ -52,21 +52,20 @@ from simulator.hub.errors import (
     NameUnknown,
     SizeInvalid,
 )
+from simulator.images.oci import (
+    DOCKER_MANIFEST_SCHEMA1,
+    DOCKER_MANIFEST_SCHEMA1_SIGNED,
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
 DEFAULT_ROOT = Path("/var/lib/slipway/hub")
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
-DOCKER_SCHEMA1_TYPES = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    }
-)
+IMAGE_MANIFEST_TYPES = MANIFEST_MEDIA_TYPES
+INDEX_TYPES = INDEX_MEDIA_TYPES
+DOCKER_SCHEMA1_TYPES = frozenset({DOCKER_MANIFEST_SCHEMA1, DOCKER_MANIFEST_SCHEMA1_SIGNED})
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 MAX_NAME_LENGTH = 255
 UPLOAD_IDLE_SECONDS = 3600.0  # an upload session untouched this long is cancelled

@@ -18,13 +18,8 @@ from typing import Any
 import pytest
 
 from simulator.hub.registry import Registry
-from simulator.hub.storage import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    HubStorage,
-)
+from simulator.hub.storage import HubStorage
+from simulator.images.oci import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 # Helpers and the served hub
 

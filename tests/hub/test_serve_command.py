@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from simulator.content import digest_bytes
-from simulator.hub.storage import OCI_INDEX, OCI_MANIFEST
+from simulator.images.oci import OCI_INDEX, OCI_MANIFEST
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
