@@ -1,0 +1,115 @@
+"""skopeo, a real OCI client, agrees with the hub about the base images' digests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator.hub.storage import DEFAULT_ROOT, HubStorage
+from simulator.images.oci import Index, parse_manifest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _serving(root: Path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "simulator.hub", "serve",
+            "--listen", f"127.0.0.1:{port}", "--root", str(root), "--quiet",
+        ],
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def hub_url():
+    """The hub serving its default root, where `make test` built the base images."""
+    with _serving(DEFAULT_ROOT) as url:
+        yield url
+
+
+def _skopeo(*args: str) -> str:
+    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _our_manifest_digest(name: str, tag: str) -> str:
+    with HubStorage(DEFAULT_ROOT) as storage:
+        index = parse_manifest(storage.manifest(f"library/{name}", tag).data)
+    assert isinstance(index, Index)
+    return index.manifests[0].digest
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", ["busybox", "redis"])
+def test_skopeo_copies_our_images_and_reports_our_digests(hub_url, name, tmp_path):
+    layout = tmp_path / "layout"
+    _skopeo(
+        "copy", "--src-tls-verify=false",
+        f"docker://{hub_url}/library/{name}:latest", f"oci:{layout}:latest",
+    )  # fmt: skip
+    ours = _our_manifest_digest(name, "latest")
+    with HubStorage(DEFAULT_ROOT) as storage:
+        our_index = storage.resolve(f"library/{name}", "latest")
+    remote = json.loads(
+        _skopeo("inspect", "--tls-verify=false", f"docker://{hub_url}/library/{name}:latest")
+    )
+    local = json.loads(_skopeo("inspect", f"oci:{layout}:latest"))
+    # The tag names our one-platform index; the copy holds its linux/amd64 manifest.
+    assert remote["Digest"] == our_index
+    assert local["Digest"] == ours
+    assert remote["Layers"] == local["Layers"]
+    index = json.loads((layout / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [ours]
+    # Every blob skopeo fetched is byte-for-byte what we hold.
+    with HubStorage(DEFAULT_ROOT) as storage:
+        for blob in (layout / "blobs" / "sha256").iterdir():
+            assert storage.content.read(f"sha256:{blob.name}") == blob.read_bytes()
+
+
+@pytest.mark.timeout(600)
+def test_skopeo_pushes_an_image_back_into_a_hub(hub_url, tmp_path):
+    layout = tmp_path / "layout"
+    _skopeo(
+        "copy", "--src-tls-verify=false",
+        f"docker://{hub_url}/library/busybox:latest", f"oci:{layout}:latest",
+    )  # fmt: skip
+    with _serving(tmp_path / "hub") as other:
+        _skopeo(
+            "copy", "--dest-tls-verify=false",
+            f"oci:{layout}:latest", f"docker://{other}/learner/busybox:pushed",
+        )  # fmt: skip
+    with HubStorage(tmp_path / "hub") as storage:
+        pushed = storage.manifest("learner/busybox", "pushed")
+    assert pushed.digest == _our_manifest_digest("busybox", "latest")
