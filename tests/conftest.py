@@ -59,9 +59,9 @@ def _links() -> frozenset[str]:
     return frozenset(os.listdir("/sys/class/net"))
 
 
-def _processes() -> frozenset[tuple[int, str]]:
-    """Processes the tests started: runtime commands run on a pytest temporary directory,
-    and container processes in a test cgroup (named slipway-test)."""
+def _processes(marker: str) -> frozenset[tuple[int, str]]:
+    """Processes the tests started: commands that name ``marker`` (this run's temporary
+    directory), and container processes in a test cgroup (named slipway-test)."""
     found = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -76,23 +76,25 @@ def _processes() -> frozenset[tuple[int, str]]:
             continue
         if not cmdline:
             continue  # kernel threads and zombies
-        if "slipway-test" in cgroups or "pytest-of-" in cmdline:
+        if "slipway-test" in cgroups or marker in cmdline:
             found.add((pid, cmdline))
     return frozenset(found)
 
 
-def host_snapshot() -> HostSnapshot:
-    return HostSnapshot(_mounts(), _cgroups(), _netns(), _links(), _processes())
+def host_snapshot(marker: str = "/pytest-of-") -> HostSnapshot:
+    """What the host holds now; ``marker`` picks out the processes that count."""
+    return HostSnapshot(_mounts(), _cgroups(), _netns(), _links(), _processes(marker))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind() -> Iterator[None]:
+def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Fail the run if the suite as a whole leaked host resources."""
     if os.geteuid() != 0:
         yield
         return
-    before = host_snapshot()
+    marker = str(tmp_path_factory.getbasetemp())
+    before = host_snapshot(marker)
     yield
-    leaks = host_snapshot().leaks_since(before)
+    leaks = host_snapshot(marker).leaks_since(before)
     if leaks:
         pytest.fail(f"the test suite left these behind: {leaks}", pytrace=False)

@@ -67,9 +67,9 @@ def test_bad_config_names_the_field_and_leaves_nothing_behind(
 ):
     change, message = CASES[case]
     bundle = make_bundle(_broken(runc_spec_template, change))
-    before = host_snapshot()
+    before = host_snapshot(str(runtime.root))
     result = runtime(verb, runtime.new_id(), "--bundle", str(bundle))
-    after = host_snapshot()
+    after = host_snapshot(str(runtime.root))
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -99,9 +99,9 @@ def test_a_failure_inside_init_leaves_nothing_behind(runtime, make_bundle, runc_
         lambda c: c["mounts"].append({"destination": "/mnt/x", "type": "nosuchfs", "source": "x"}),
     )
     bundle = make_bundle(config)
-    before = host_snapshot()
+    before = host_snapshot(str(runtime.root))
     result = runtime("create", runtime.new_id(), "--bundle", str(bundle))
-    after = host_snapshot()
+    after = host_snapshot(str(runtime.root))
     assert result.returncode != 0
     assert "mounts[7] (nosuchfs on /mnt/x): No such device" in result.stderr
     assert after.leaks_since(before) == {}
