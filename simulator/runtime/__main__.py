@@ -52,7 +52,8 @@ class UsageError(Exception):
 
 
 def parse(argv: list[str], verb: str = "") -> tuple[dict[str, list[str]], list[str]]:
-    """Split options from positional arguments; ``--`` ends option parsing."""
+    """Split options from positional arguments; ``--`` ends option parsing, and so does
+    exec's container ID: everything after it is the command."""
     with_value = _WITH_VALUE if verb == "list" else _WITH_VALUE - {"-f"}
     options: dict[str, list[str]] = {}
     positional: list[str] = []
@@ -61,6 +62,9 @@ def parse(argv: list[str], verb: str = "") -> tuple[dict[str, list[str]], list[s
         arg = argv[i]
         if arg == "--":
             positional.extend(argv[i + 1 :])
+            break
+        if verb == "exec" and positional:
+            positional.extend(argv[i:])
             break
         if arg.startswith("-") and len(arg) > 1:
             name, eq, value = arg.partition("=")
@@ -136,10 +140,7 @@ def _dispatch(root: str | None, verb: str, rest: list[str]) -> int:
     from simulator.runtime.state import DEFAULT_ROOT, StateStore
 
     store = StateStore(root or DEFAULT_ROOT)
-    if verb == "exec":
-        options, positional = parse_exec(rest)
-    else:
-        options, positional = parse(rest, verb)
+    options, positional = parse(rest, verb)
 
     def need_id() -> str:
         if not positional:
@@ -199,30 +200,6 @@ def _dispatch(root: str | None, verb: str, rest: list[str]) -> int:
     if verb == "spec":
         return _spec(bundle)
     raise UsageError(f"unknown command {verb!r}\n{USAGE}")
-
-
-def parse_exec(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """exec's options come before the ID; everything after ID is the command."""
-    options: dict[str, list[str]] = {}
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
-        name, eq, value = argv[i].partition("=")
-        if name in _WITH_VALUE:
-            if not eq:
-                i += 1
-                if i >= len(argv):
-                    raise UsageError(f"option {name} needs a value")
-                value = argv[i]
-            options.setdefault(name, []).append(value)
-        else:
-            options.setdefault(name, []).append("true")
-        i += 1
-    if i < len(argv) and argv[i] == "--":
-        i += 1
-    positional = argv[i:]
-    if len(positional) > 1 and positional[1] == "--":
-        positional = positional[:1] + positional[2:]
-    return options, positional
 
 
 def _spec(bundle: str) -> int:
