@@ -53,10 +53,25 @@ def oci_state(store: StateStore, container_id: str) -> dict:
     if state.annotations:
         result["annotations"] = state.annotations
     exit_status = store.exit_status(container_id)
+    if status == "stopped" and exit_status is None and state.shim_pid:
+        exit_status = _await_exit_status(store, state)
     if status == "stopped" and exit_status:
         result["exitStatus"] = exit_status["exitCode"]
         result["oomKilled"] = exit_status["oomKilled"]
     return result
+
+
+def _await_exit_status(
+    store: StateStore, state: ContainerState, timeout: float = 5.0
+) -> dict | None:
+    """The init is gone but its shim may not have recorded how yet: give it a moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exit_status = store.exit_status(state.id)
+        if exit_status is not None or process_start_time(state.shim_pid) is None:
+            return exit_status
+        time.sleep(0.01)
+    return store.exit_status(state.id)
 
 
 # -- create and start --------------------------------------------------------------------
