@@ -183,7 +183,7 @@ class _HashingReader:
         return "sha256:" + self._hash.hexdigest()
 
 
-def _clean(name: str) -> tuple[str, ...] | None:
+def clean_path(name: str) -> tuple[str, ...] | None:
     """The components of a tar path, read from the root; None when ".." climbs above it."""
     parts: list[str] = []
     for part in name.split("/"):
@@ -251,7 +251,7 @@ class _Unpacker:
     directory_times: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
 
     def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        parts = _clean(member.name)
+        parts = clean_path(member.name)
         if parts is None:
             raise BreakoutError(f'"{member.name}" is outside of "{self.root}"')
         if not parts:
@@ -325,13 +325,13 @@ class _Unpacker:
         target = member.linkname
         # As Docker: a relative target that climbs out of the root is refused. (An absolute
         # one, or one that climbs through other symlinks, still resolves inside the root.)
-        if not target.startswith("/") and _clean("/".join(parts[:-1]) + "/" + target) is None:
+        if not target.startswith("/") and clean_path("/".join(parts[:-1]) + "/" + target) is None:
             raise BreakoutError(f'invalid symlink "{member.name}" -> "{target}"')
         os.symlink(target, parts[-1], dir_fd=parent_fd)
         self._set_metadata_at(parent_fd, parts[-1], member, chmod=False)
 
     def _hardlink(self, member: tarfile.TarInfo, parent_fd: int, name: str) -> None:
-        target = _clean(member.linkname)
+        target = clean_path(member.linkname)
         if not target:
             raise BreakoutError(f'invalid hardlink "{member.name}" -> "{member.linkname}"')
         try:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from simulator.archive.apply import clean_path
 from simulator.images.oci import Descriptor, Manifest, Platform, normalize_platform
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -162,17 +163,8 @@ def archive_path(name: str) -> str | None:
     None when the name is absolute or climbs out with ``..``."""
     if name.startswith("/"):
         return None
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(part)
-    return "/".join(parts)
+    parts = clean_path(name)
+    return None if parts is None else "/".join(parts)
 
 
 def outside_error(name: str) -> TransferError:
