@@ -10,47 +10,21 @@ image into a temporary hub root and layer cache. Must run as root. Prints figure
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from simulator.hub.process import serving  # noqa: E402
 from simulator.hub.storage import DEFAULT_ROOT  # noqa: E402
 
 IMAGES = ("debian:bookworm-slim", "node:18")
-
-
-@contextlib.contextmanager
-def serving(root: Path) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "simulator.hub", "serve", "--listen", f"127.0.0.1:{port}",
-         "--root", str(root), "--quiet"],
-        cwd=REPO_ROOT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def ours(hub: str, image: str, scratch: Path) -> tuple[float, float]:

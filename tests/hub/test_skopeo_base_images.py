@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from simulator.hub.process import serving
 from simulator.hub.storage import DEFAULT_ROOT, HubStorage
 from simulator.images.oci import Index, parse_manifest
 
@@ -21,40 +18,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _serving(root: Path):
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "simulator.hub", "serve",
-            "--listen", f"127.0.0.1:{port}", "--root", str(root), "--quiet",
-        ],
-        cwd=REPO_ROOT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def hub_url():
     """The hub serving its default root, where `make test` built the base images."""
-    with _serving(DEFAULT_ROOT) as url:
+    with serving(DEFAULT_ROOT) as url:
         yield url
 
 
@@ -105,7 +72,7 @@ def test_skopeo_pushes_an_image_back_into_a_hub(hub_url, tmp_path):
         "copy", "--src-tls-verify=false",
         f"docker://{hub_url}/library/busybox:latest", f"oci:{layout}:latest",
     )  # fmt: skip
-    with _serving(tmp_path / "hub") as other:
+    with serving(tmp_path / "hub") as other:
         _skopeo(
             "copy", "--dest-tls-verify=false",
             f"oci:{layout}:latest", f"docker://{other}/learner/busybox:pushed",
