@@ -35,6 +35,8 @@ def _mounts() -> frozenset[str]:
 
 
 def _cgroups() -> frozenset[str]:
+    """Cgroups that Slipway or its tests made: their paths name slipway (the host makes and
+    removes cgroups of its own all the time)."""
     found = set()
     base = "/sys/fs/cgroup"
     for hierarchy in os.listdir(base):
@@ -42,7 +44,8 @@ def _cgroups() -> frozenset[str]:
         if not os.path.isdir(top):
             continue
         for dirpath, _, _ in os.walk(top):
-            found.add(dirpath)
+            if "slipway" in dirpath:
+                found.add(dirpath)
     return frozenset(found)
 
 
