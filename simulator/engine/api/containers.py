@@ -1,0 +1,546 @@
+"""The Engine API's container endpoints: create, list, inspect, start, stop, kill, restart,
+wait, attach, logs, remove, prune and rename, over simulator.engine.containers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import struct
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simulator.cli.formatting import container_state_name, container_status_text
+from simulator.engine.api import Filters, parse_time_filter
+from simulator.engine.container_spec import CreateError
+from simulator.engine.containers import (
+    ZERO_TIME,
+    Container,
+    ContainerError,
+    ContainerManager,
+    NotModified,
+    manager_of,
+    parse_rfc3339,
+)
+from simulator.engine.server import (
+    BadRequest,
+    Hijack,
+    Request,
+    Response,
+    Router,
+    StreamResponse,
+    empty_response,
+    json_response,
+)
+
+if TYPE_CHECKING:
+    from simulator.engine.daemon import Engine
+
+_LIST_FILTERS = ("id", "name", "status", "label", "ancestor", "exited", "before", "since")
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+_FOLLOW_POLL_SECONDS = 0.1
+_WAIT_SLICE_SECONDS = 1.0
+
+log = logging.getLogger("simulator.engine.api.containers")
+
+
+def add_routes(router: Router[Engine]) -> None:
+    router.post("/containers/create", create_container)
+    router.get("/containers/json", list_containers)
+    router.post("/containers/prune", prune_containers)
+    router.get("/containers/{id}/json", inspect_container)
+    router.post("/containers/{id}/start", start_container)
+    router.post("/containers/{id}/stop", stop_container)
+    router.post("/containers/{id}/kill", kill_container)
+    router.post("/containers/{id}/pause", pause_container)
+    router.get("/containers/{id}/top", top_container)
+    router.post("/containers/{id}/unpause", unpause_container)
+    router.post("/containers/{id}/restart", restart_container)
+    router.post("/containers/{id}/wait", wait_container)
+    router.post("/containers/{id}/attach", attach_container)
+    router.post("/containers/{id}/resize", resize_container)
+    router.get("/containers/{id}/logs", container_logs)
+    router.post("/containers/{id}/rename", rename_container)
+    router.delete("/containers/{id}", remove_container)
+
+
+def _manager(engine: Engine) -> ContainerManager:
+    return manager_of(engine)
+
+
+async def _call(function: Any, *arguments: Any) -> Any:
+    """Blocking container work in a thread (errors carry their HTTP status)."""
+    return await asyncio.to_thread(function, *arguments)
+
+
+async def _lifecycle(function: Any, *arguments: Any) -> Response:
+    """A start or stop: 204, or 304 when there was nothing to do."""
+    try:
+        await asyncio.to_thread(function, *arguments)
+    except NotModified:
+        return empty_response(304)
+    return empty_response(204)
+
+
+# -- create, list, inspect ---------------------------------------------------------------
+
+
+async def create_container(engine: Engine, request: Request) -> Response:
+    body = await request.json()
+    manager = _manager(engine)
+    container = await _call(manager.create, body, request.arg("name"))
+    return json_response({"Id": container.id, "Warnings": []}, 201)
+
+
+def _state_name(container: Container) -> str:
+    return container_state_name(
+        container.running or container.restarting,
+        paused=container.paused,
+        restarting=container.restarting,
+        removing=container.status == "removing",
+        dead=container.status == "dead",
+        started_at=parse_rfc3339(container.started_at),
+    )
+
+
+def _command(container: Container) -> str:
+    return " ".join([container.path, *container.args]).strip()
+
+
+def _summary(container: Container, size_rw: int | None) -> dict[str, Any]:
+    host = container.host_config
+    summary: dict[str, Any] = {
+        "Id": container.id,
+        "Names": [container.name],
+        "Image": container.config.get("Image") or container.image_id,
+        "ImageID": container.image_id,
+        "Command": _command(container),
+        "Created": int(parse_rfc3339(container.created) or 0),
+        "Ports": [],
+        "Labels": container.config.get("Labels") or {},
+        "State": _state_name(container),
+        "Status": container_status_text(
+            container.running or container.restarting,
+            paused=container.paused,
+            restarting=container.restarting,
+            removing=container.status == "removing",
+            dead=container.status == "dead",
+            started_at=parse_rfc3339(container.started_at),
+            finished_at=parse_rfc3339(container.finished_at),
+            exit_code=container.exit_code,
+        ),
+        "HostConfig": {"NetworkMode": host.get("NetworkMode") or "default"},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": container.mounts,
+    }
+    if size_rw is not None:
+        summary["SizeRw"] = size_rw
+        summary["SizeRootFs"] = size_rw
+    return summary
+
+
+def _matches(container: Container, filters: Filters, engine: Engine) -> bool:
+    if not filters.fuzzy_match("id", container.id):
+        return False
+    names = filters.get("name")
+    if names and not any(_name_matches(name, container.name) for name in names):
+        return False
+    if not filters.exact_match("status", _state_name(container)):
+        return False
+    if not filters.match_kv_list("label", container.config.get("Labels") or {}):
+        return False
+    exited = filters.get("exited")
+    if exited and (container.status != "exited" or str(container.exit_code) not in exited):
+        return False
+    ancestors = filters.get("ancestor")
+    if ancestors:
+        found = False
+        for ancestor in ancestors:
+            try:
+                image = engine.images.get(ancestor)
+            except Exception:
+                continue
+            if image.id == container.image_id:
+                found = True
+        if not found:
+            return False
+    return True
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    """Docker matches a name filter as a regular expression against "/name"."""
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        raise BadRequest(f"error parsing regexp: {pattern}") from None
+
+
+def _created_bound(manager: ContainerManager, filters: Filters, key: str) -> str | None:
+    """The Created time of the container a ``before`` or ``since`` filter names."""
+    values = filters.get(key)
+    if not values:
+        return None
+    return manager.store.get(values[0]).created
+
+
+async def list_containers(engine: Engine, request: Request) -> Response:
+    manager = _manager(engine)
+    filters = Filters.of(request)
+    filters.validate(_LIST_FILTERS)
+    for status in filters.get("status"):
+        if status not in _STATUSES:
+            raise BadRequest(f"invalid filter 'status={status}'")
+    show_all = request.flag("all")
+    limit = request.int_arg("limit", -1)
+    containers = manager.store.all()
+    before = _created_bound(manager, filters, "before")
+    since = _created_bound(manager, filters, "since")
+    if before is not None or since is not None:
+        show_all = True
+        containers = [
+            c
+            for c in containers
+            if (before is None or c.created < before) and (since is None or c.created > since)
+        ]
+    if limit > 0:
+        show_all = True
+    selected = [
+        c
+        for c in containers
+        if (show_all or c.running or filters.contains("status")) and _matches(c, filters, engine)
+    ]
+    if limit > 0:
+        selected = selected[:limit]
+    with_size = request.flag("size")
+
+    def summaries() -> list[dict[str, Any]]:
+        return [_summary(c, manager.size_rw(c) if with_size else None) for c in selected]
+
+    return json_response(await asyncio.to_thread(summaries))
+
+
+def _inspect(container: Container, size_rw: int | None, log_path: str) -> dict[str, Any]:
+    config = dict(container.config)
+    config.setdefault("Hostname", "")
+    if not config.get("Hostname"):
+        config["Hostname"] = container.id[:12]
+    state = {
+        "Status": _state_name(container),
+        "Running": container.running or container.restarting,
+        "Paused": container.paused,
+        "Restarting": container.restarting,
+        "OOMKilled": container.oom_killed,
+        "Dead": container.status == "dead",
+        "Pid": container.pid,
+        "ExitCode": container.exit_code,
+        "Error": container.error,
+        "StartedAt": container.started_at,
+        "FinishedAt": container.finished_at,
+    }
+    body: dict[str, Any] = {
+        "Id": container.id,
+        "Created": container.created,
+        "Path": container.path,
+        "Args": container.args,
+        "State": state,
+        "Image": container.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": log_path,
+        "Name": container.name,
+        "RestartCount": container.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": container.host_config,
+        "GraphDriver": {"Data": None, "Name": "overlay2"},
+        "Mounts": container.mounts,
+        "Config": config,
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": "",
+            "Ports": {},
+            "HairpinMode": False,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None,
+            "EndpointID": "",
+            "Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "IPv6Gateway": "",
+            "MacAddress": "",
+            "Networks": {},
+        },
+    }
+    if size_rw is not None:
+        body["SizeRw"] = size_rw
+        body["SizeRootFs"] = size_rw
+    return body
+
+
+async def inspect_container(engine: Engine, request: Request) -> Response:
+    manager = _manager(engine)
+    container = manager.store.get(request.params["id"])
+    size_rw = await _call(manager.size_rw, container) if request.flag("size") else None
+    return json_response(_inspect(container, size_rw, str(manager.log_path(container))))
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+
+
+def _stop_options(request: Request) -> tuple[int | None, str]:
+    timeout = request.int_arg("t", 0) if request.has_arg("t") else None
+    return timeout, request.arg("signal")
+
+
+async def start_container(engine: Engine, request: Request) -> Response:
+    return await _lifecycle(_manager(engine).start, request.params["id"])
+
+
+async def stop_container(engine: Engine, request: Request) -> Response:
+    timeout, stop_signal = _stop_options(request)
+    return await _lifecycle(_manager(engine).stop, request.params["id"], timeout, stop_signal)
+
+
+async def restart_container(engine: Engine, request: Request) -> Response:
+    timeout, stop_signal = _stop_options(request)
+    await _call(_manager(engine).restart, request.params["id"], timeout, stop_signal)
+    return empty_response(204)
+
+
+async def kill_container(engine: Engine, request: Request) -> Response:
+    await _call(_manager(engine).kill, request.params["id"], request.arg("signal"))
+    return empty_response(204)
+
+
+async def resize_container(engine: Engine, request: Request) -> Response:
+    height, width = request.int_arg("h", 0), request.int_arg("w", 0)
+    await _call(_manager(engine).resize, request.params["id"], height, width)
+    return empty_response(200)
+
+
+async def top_container(engine: Engine, request: Request) -> Response:
+    ps_args = request.arg("ps_args") or "-ef"
+    return json_response(await _call(_manager(engine).top, request.params["id"], ps_args))
+
+
+async def pause_container(engine: Engine, request: Request) -> Response:
+    await _call(_manager(engine).pause, request.params["id"])
+    return empty_response(204)
+
+
+async def unpause_container(engine: Engine, request: Request) -> Response:
+    await _call(_manager(engine).unpause, request.params["id"])
+    return empty_response(204)
+
+
+async def wait_container(engine: Engine, request: Request) -> StreamResponse:
+    manager = _manager(engine)
+    wait = manager.wait_condition(request.params["id"], request.arg("condition"))
+
+    async def result() -> AsyncIterator[bytes]:
+        # Short waits, so that no worker thread outlives a client that went away.
+        while (container := await asyncio.to_thread(wait, _WAIT_SLICE_SECONDS)) is None:
+            pass
+        body = {"Error": None, "StatusCode": container.exit_code}
+        yield json.dumps(body).encode() + b"\n"
+
+    return StreamResponse(result())
+
+
+async def remove_container(engine: Engine, request: Request) -> Response:
+    manager = _manager(engine)
+    await _call(manager.remove, request.params["id"], request.flag("force"), request.flag("v"))
+    return empty_response(204)
+
+
+async def prune_containers(engine: Engine, request: Request) -> Response:
+    filters = Filters.of(request)
+    filters.validate(("label", "label!", "until"))
+    until = parse_time_filter(filters.get("until")[0]) if filters.get("until") else None
+
+    def chosen(container: Container) -> bool:
+        labels = container.config.get("Labels") or {}
+        if not filters.match_kv_list("label", labels):
+            return False
+        for unwanted in filters.get("label!"):
+            key, has_value, value = unwanted.partition("=")
+            if key in labels and (not has_value or labels[key] == value):
+                return False
+        created = parse_rfc3339(container.created) or 0.0
+        return until is None or created < until
+
+    deleted = await _call(_manager(engine).prune, chosen)
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+async def rename_container(engine: Engine, request: Request) -> Response:
+    await _call(_manager(engine).rename, request.params["id"], request.arg("name"))
+    return empty_response(204)
+
+
+# -- attach and logs -------------------------------------------------------------------------
+
+
+async def attach_container(engine: Engine, request: Request) -> Hijack:
+    manager = _manager(engine)
+    container = manager.store.get(request.params["id"])
+    try:
+        await _call(manager.prepare, container.id)
+    except (ContainerError, CreateError) as error:
+        # Docker's attach makes no task: the start that follows reports the failure.
+        log.info("attach to %s: no task yet: %s", container.id, error)
+    manager.event(container, "attach")
+    sock_path = manager.runtime_root / container.id / "shim.sock"
+    wants = {
+        "op": "attach",
+        "stdin": request.flag("stdin"),
+        "stdout": request.flag("stdout"),
+        "stderr": request.flag("stderr"),
+        "stdin_once": bool(container.config.get("StdinOnce")),
+    }
+    stream = request.flag("stream")
+    tty = bool(container.config.get("Tty"))
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not stream:
+            return
+        try:
+            shim_reader, shim_writer = await asyncio.open_unix_connection(str(sock_path))
+        except OSError:
+            return
+        try:
+            shim_writer.write(json.dumps(wants).encode() + b"\n")
+            await shim_writer.drain()
+            await shim_reader.readline()
+            to_client = asyncio.create_task(_copy(shim_reader, writer))
+            from_client = asyncio.create_task(_copy(reader, shim_writer, half_close=True))
+            await to_client
+            from_client.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await from_client
+        finally:
+            shim_writer.close()
+
+    content_type = (
+        "application/vnd.docker.raw-stream"
+        if tty
+        else ("application/vnd.docker.multiplexed-stream")
+    )
+    return Hijack(relay, content_type=content_type)
+
+
+async def _copy(
+    source: asyncio.StreamReader, target: asyncio.StreamWriter, half_close: bool = False
+) -> None:
+    try:
+        while data := await source.read(65536):
+            target.write(data)
+            await target.drain()
+        if half_close and target.can_write_eof():
+            target.write_eof()
+    except (ConnectionError, OSError):
+        pass
+
+
+def _frame(stream: str, data: bytes, tty: bool) -> bytes:
+    if tty:
+        return data
+    return struct.pack(">BxxxL", 1 if stream == "stdout" else 2, len(data)) + data
+
+
+def _log_entries(path: Path, position: int) -> tuple[list[dict[str, Any]], int]:
+    """The complete json-file entries from ``position`` on, and where the next one starts."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(position)
+            data = file.read()
+    except FileNotFoundError:
+        return [], position
+    end = data.rfind(b"\n") + 1
+    entries = []
+    for line in data[:end].splitlines():
+        with contextlib.suppress(ValueError):
+            entries.append(json.loads(line))
+    return entries, position + end
+
+
+async def container_logs(engine: Engine, request: Request) -> StreamResponse:
+    manager = _manager(engine)
+    container = manager.store.get(request.params["id"])
+    want_stdout = request.flag("stdout")
+    want_stderr = request.flag("stderr")
+    if not want_stdout and not want_stderr:
+        raise BadRequest("You must choose at least one stream")
+    tty = bool(container.config.get("Tty"))
+    timestamps = request.flag("timestamps")
+    follow = request.flag("follow")
+    since = parse_time_filter(request.arg("since")) if request.arg("since") else 0.0
+    until = parse_time_filter(request.arg("until")) if request.arg("until") else None
+    tail_text = request.arg("tail", "all")
+    tail = -1 if tail_text in ("", "all") else _tail_count(tail_text)
+    path = manager.log_path(container)
+
+    def render(entry: dict[str, Any]) -> bytes | None:
+        stream = entry.get("stream", "stdout")
+        if (stream == "stdout" and not want_stdout) or (stream == "stderr" and not want_stderr):
+            return None
+        moment = parse_rfc3339(entry.get("time", ZERO_TIME)) or 0.0
+        if moment < since or (until is not None and moment > until):
+            return None
+        text = entry.get("log", "")
+        if timestamps:
+            text = f"{entry.get('time', ZERO_TIME)} {text}"
+        return _frame(stream, text.encode(), tty)
+
+    entries, position = await asyncio.to_thread(_log_entries, path, 0)
+    if tail >= 0:
+        entries = entries[len(entries) - tail :] if tail else []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal position
+        for entry in entries:
+            chunk = render(entry)
+            if chunk:
+                yield chunk
+        if not follow:
+            return
+        while True:
+            running = container.running or container.status == "created" and container.task
+            more, position = await asyncio.to_thread(_log_entries, path, position)
+            for entry in more:
+                chunk = render(entry)
+                if chunk:
+                    yield chunk
+            if not running or container.id not in {c.id for c in manager.store.all()}:
+                return
+            if until is not None and time.time() > until:
+                return
+            await asyncio.sleep(_FOLLOW_POLL_SECONDS)
+
+    content_type = (
+        "application/vnd.docker.raw-stream"
+        if tty
+        else ("application/vnd.docker.multiplexed-stream")
+    )
+    return StreamResponse(chunks(), content_type=content_type)
+
+
+def _tail_count(text: str) -> int:
+    try:
+        return max(int(text), -1)
+    except ValueError:
+        raise BadRequest(f'failed to parse tail "{text}"') from None
