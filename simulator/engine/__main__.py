@@ -69,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pull docker.io images from the mirrors only, never from Docker Hub",
     )
+    parser.add_argument(
+        "--cgroup-parent",
+        help="the cgroup under which containers' cgroups go (default /slipway/<engine ID>)",
+    )
+    parser.add_argument(
+        "--allow-bind-root",
+        action="append",
+        dest="allowed_bind_roots",
+        default=[],
+        metavar="DIR",
+        help="a host directory that bind mounts may come from; repeatable (default: none)",
+    )
     parser.add_argument("-D", "--debug", action="store_true", help="log every request")
     return parser
 
@@ -89,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         mirrors=tuple(arguments.mirrors),
         insecure_registries=tuple(arguments.insecure_registries),
         offline=arguments.offline,
+        cgroup_parent=arguments.cgroup_parent,
+        allowed_bind_roots=tuple(arguments.allowed_bind_roots),
     )
     try:
         engine = Engine(config)

@@ -917,10 +917,15 @@ class ContainerManager:
 
 
 def manager_of(engine: Engine) -> ContainerManager:
-    """The engine's container manager, made on first use (call it on the event loop)."""
+    """The engine's container manager, made when the engine starts (or on first use)."""
     manager = getattr(engine, "containers", None)
     if not isinstance(manager, ContainerManager):
-        manager = ContainerManager(engine)
+        config = engine.config
+        manager = ContainerManager(
+            engine,
+            cgroup_parent=config.cgroup_parent,
+            allowed_bind_roots=config.allowed_bind_roots or None,
+        )
         engine.containers = manager  # type: ignore[attr-defined]
     return manager
 

@@ -62,6 +62,8 @@ class EngineConfig:
     offline: bool = False  # never go past the mirrors to Docker Hub
     name: str = field(default_factory=socket.gethostname)
     api_log_size: int = API_LOG_SIZE
+    cgroup_parent: str | None = None  # containers' cgroups go under it; /slipway/<engine ID>
+    allowed_bind_roots: tuple[str, ...] = ()  # host directories a bind mount may come from
 
     def socket_paths(self) -> list[Path]:
         """The unix socket of each ``unix://`` host; ConfigError for any other kind."""
@@ -206,6 +208,11 @@ class Engine:
             on_request=self._log_request,
         )
         self._server = server
+        # The container manager takes over containers that outlived a previous engine
+        # (live restore) and answers /info's counts from the first request on.
+        from simulator.engine.containers import manager_of
+
+        await asyncio.to_thread(manager_of, self)
         try:
             for path in self.config.socket_paths():
                 await server.listen_unix(path)
