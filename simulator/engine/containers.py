@@ -768,6 +768,17 @@ class ContainerManager:
                     processes.append(fields)
         return {"Titles": titles, "Processes": processes}
 
+    def release_cgroup_parent(self) -> None:
+        """Remove the engine's cgroup parent, and the empty parents above it, in every
+        hierarchy; cgroups that still hold containers (kept for live restore) stay."""
+        parts = [part for part in self.cgroup_parent.split("/") if part]
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            for depth in range(len(parts), 0, -1):
+                try:
+                    (hierarchy.joinpath(*parts[:depth])).rmdir()
+                except OSError:
+                    break
+
     def _cgroup_pids(self, container: Container) -> set[int]:
         relative = f"{self.cgroup_parent}/{container.id}".lstrip("/")
         for hierarchy in ("", "pids", "memory", "cpu", "systemd"):

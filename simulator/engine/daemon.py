@@ -244,6 +244,9 @@ class Engine:
         if self._server is not None:
             await self._server.close()
             self._server = None
+        manager = getattr(self, "containers", None)
+        if manager is not None:
+            await asyncio.to_thread(manager.release_cgroup_parent)
 
     def _log_request(self, request: RequestRecord) -> None:
         self.api_log.record(request)
