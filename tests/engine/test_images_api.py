@@ -5,14 +5,11 @@ push, prune, and the distribution endpoint."""
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
 import tarfile
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from tests.engine.conftest import (
     Hub,
     RunningEngine,
 )
+from tests.support import basic_auth
 
 ERROR_PREFIX = "Error response from daemon: "
 
@@ -409,52 +407,8 @@ USER, PASSWORD = "learner", "s3cret"
 @pytest.fixture
 def basic_auth_front(hub: Hub) -> Iterator[str]:
     """A registry that wants Basic credentials, passing reads through to the hub."""
-    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            if self.headers.get("Authorization") != expected:
-                body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="slipway"')
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-                return
-            upstream = http.client.HTTPConnection(hub.address, timeout=10)
-            try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() == "accept"}
-                upstream.request(self.command, self.path, headers=headers)
-                response = upstream.getresponse()
-                body = response.read()
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in ("connection", "transfer-encoding", "server", "date"):
-                        self.send_header(name, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-            finally:
-                upstream.close()
-
-        do_HEAD = do_GET
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with basic_auth.basic_auth_front(hub.address, USER, PASSWORD) as address:
+        yield address
 
 
 def test_x_registry_auth_is_decoded_and_used_for_the_pull(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import http.client
 import json
 import os
 import secrets
@@ -29,6 +28,7 @@ from simulator.images.pull import PullError, pull
 from simulator.images.push import PushError, push
 from simulator.images.registry_client import Credentials
 from simulator.images.store import ImageStore
+from tests.support import basic_auth
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="overlay layers need root")
 
@@ -249,53 +249,9 @@ def test_an_anonymous_pull_is_denied_as_docker_reports_it(
 
 @pytest.fixture
 def basic_auth_proxy(hub: Any) -> Iterator[str]:
-    """A registry front that wants Basic credentials, passing reads through to our hub."""
-    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            if self.headers.get("Authorization") != expected:
-                body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="slipway"')
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-                return
-            upstream = http.client.HTTPConnection(hub.address, timeout=10)
-            try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() == "accept"}
-                upstream.request(self.command, self.path, headers=headers)
-                response = upstream.getresponse()
-                body = response.read()
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in ("connection", "transfer-encoding", "server", "date"):
-                        self.send_header(name, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-            finally:
-                upstream.close()
-
-        do_HEAD = do_GET
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    """A registry that wants Basic credentials, passing reads through to the hub."""
+    with basic_auth.basic_auth_front(hub.address, USER, PASSWORD) as address:
+        yield address
 
 
 def test_basic_auth_is_used_when_the_registry_asks_for_it(
