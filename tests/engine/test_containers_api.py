@@ -395,3 +395,33 @@ def test_always_policy_restarts_until_stopped(docker: DockerRun) -> None:
     later = json.loads(_ok(docker("inspect", "phoenix")))[0]
     assert later["RestartCount"] == settled["RestartCount"]
     assert later["State"]["Status"] == "exited" and later["State"]["Restarting"] is False
+
+
+def test_the_course_volume_commands(docker: DockerRun) -> None:
+    _ok(docker("volume", "create", "--name", "myvol"))
+    assert _ok(docker("volume", "ls")).splitlines() == ["DRIVER    VOLUME NAME", "local     myvol"]
+    inspected = json.loads(_ok(docker("volume", "inspect", "myvol")))[0]
+    assert inspected["Name"] == "myvol" and inspected["Driver"] == "local"
+    assert inspected["Scope"] == "local" and inspected["Mountpoint"].endswith("/myvol/_data")
+    assert inspected["Options"] is None and inspected["CreatedAt"]
+    _ok(docker("volume", "rm", "myvol"))
+    assert _ok(docker("volume", "ls", "-q")) == ""
+    missing = docker("volume", "inspect", "nosuch")
+    assert missing.returncode == 1
+    assert "Error response from daemon: get nosuch: no such volume" in missing.stderr
+
+
+def test_data_in_a_volume_outlives_its_container(docker: DockerRun) -> None:
+    _ok(docker("run", "-d", "--name", "voltest", "--mount", "source=ubervol,target=/vol",
+               "busybox", "sleep", "60"))  # fmt: skip
+    assert "ubervol" in _ok(docker("volume", "ls", "-q"))
+    in_use = docker("volume", "rm", "ubervol")
+    assert in_use.returncode == 1 and "volume is in use" in in_use.stderr
+    _ok(docker("rm", "-f", "voltest"))
+    _ok(docker("run", "--rm", "--mount", "source=ubervol,target=/vol", "busybox",
+               "sh", "-c", "echo kept > /vol/newfile"))  # fmt: skip
+    assert "ubervol" in _ok(docker("volume", "ls", "-q"))
+    shown = _ok(docker("run", "--rm", "--mount", "source=ubervol,target=/app", "busybox",
+                       "cat", "/app/newfile"))  # fmt: skip
+    assert shown == "kept\n"
+    _ok(docker("volume", "rm", "ubervol"))

@@ -44,11 +44,12 @@ _UNIX_TIMESTAMP = re.compile(r"-?\d+(?:\.\d{0,9})?")
 
 def add_routes(router: Router[Engine]) -> None:
     """Every topic's routes, in order."""
-    from simulator.engine.api import containers, images, system
+    from simulator.engine.api import containers, images, system, volumes
 
     system.add_routes(router)
     images.add_routes(router)
     containers.add_routes(router)
+    volumes.add_routes(router)
 
 
 class Filters:
