@@ -4,6 +4,7 @@ namespace, veth or container process behind."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -82,6 +83,25 @@ def _processes(marker: str) -> frozenset[tuple[int, str]]:
         if "slipway-test" in cgroups or marker in cmdline:
             found.add((pid, cmdline))
     return frozenset(found)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires_tool(name): the test runs NAME; a missing tool fails the test, since "
+        "`make test` installs every tool the suite needs",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("requires_tool"):
+        for tool in marker.args:
+            if shutil.which(tool) is None:
+                pytest.fail(
+                    f"{tool} is not installed: `make test` installs it "
+                    "(scripts/apt-packages.txt); a missing tool must not pass as a skip",
+                    pytrace=False,
+                )
 
 
 def host_snapshot(marker: str = "/pytest-of-") -> HostSnapshot:

@@ -212,7 +212,7 @@ def skopeo_cache_cleanup() -> Iterator[None]:
         shutil.rmtree(cache)
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs Debian's skopeo package")
+@pytest.mark.requires_tool("skopeo")
 def test_skopeo_pushes_an_oci_layout_into_the_hub_and_copies_it_back_out(
     start_hub, tmp_path: Path, skopeo_cache_cleanup: None
 ) -> None:

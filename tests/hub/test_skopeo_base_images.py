@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from simulator.images.oci import Index, parse_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
+pytestmark = pytest.mark.requires_tool("skopeo")
 
 
 @pytest.fixture(scope="module")

@@ -149,7 +149,9 @@ def start_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start Debian's docker-registry (the reference distribution registry) on loopback,
     with filesystem storage in tmp and an optional ``auth`` section; stopped afterwards."""
     if not Path(DOCKER_REGISTRY).exists():
-        pytest.skip("needs Debian's docker-registry package")
+        pytest.fail(
+            "Debian's docker-registry is not installed: `make test` installs it", pytrace=False
+        )
     started: list[Served] = []
 
     def start(auth: dict[str, Any] | None = None) -> Served:

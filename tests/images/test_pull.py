@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -323,7 +322,7 @@ def test_a_pull_abandoned_midway_leaves_nothing_behind(
     assert pull_from_hub(store, "alpine")[-1]["status"].startswith("Status: Downloaded")
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs Debian's skopeo package")
+@pytest.mark.requires_tool("skopeo")
 def test_skopeo_agrees_with_our_digests_and_we_pull_what_skopeo_pushed(
     new_store: Callable[[str], ImageStore], pull_from_hub: PullAll, hub: Any, tmp_path: Path
 ) -> None:

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -33,7 +32,7 @@ from simulator.images.transfer import StoredImage
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, trusted xattrs)"),
-    pytest.mark.skipif(shutil.which("umoci") is None, reason="needs umoci (apt-get install umoci)"),
+    pytest.mark.requires_tool("umoci"),
 ]
 
 TAG = "1.0"
@@ -188,7 +187,7 @@ def test_umoci_unpacks_our_saved_image_file_for_file_as_we_do(
     assert config["process"]["args"] == ["/bin/tool"]
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo (apt-get install skopeo)")
+@pytest.mark.requires_tool("skopeo")
 def test_skopeo_reads_our_manifest_digest(layout: tuple[Path, str, ContentStore]) -> None:
     layout_dir, manifest_digest, _ = layout
 
@@ -205,7 +204,7 @@ def test_skopeo_reads_our_manifest_digest(layout: tuple[Path, str, ContentStore]
     assert len(report["Layers"]) == 2
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo (apt-get install skopeo)")
+@pytest.mark.requires_tool("skopeo")
 @pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
 def test_we_load_what_skopeo_writes_from_our_layout(
     tmp_path: Path, layout: tuple[Path, str, ContentStore], transport: str
