@@ -317,23 +317,11 @@ def run(
                 spec,
                 bundle,
                 step,
-                seccomp_cache=os.path.join(store.root, ".seccomp-cache"),
+                seccomp_cache=store.seccomp_cache,
             )
         except (LaunchError, OSError, speclib.SpecError) as e:
             raise RuntimeFailure(_message(e)) from None
-        state = ContainerState(
-            id=container_id,
-            bundle=bundle,
-            rootfs=os.path.join(bundle, spec["root"]["path"]),
-            pid=launched.pid,
-            pid_start=process_start_time(launched.pid) or 0,
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            owner="root" if os.getuid() == 0 else str(os.getuid()),
-            started=True,
-            cgroups_path=(spec.get("linux") or {}).get("cgroupsPath") or "",
-            annotations=spec.get("annotations") or {},
-            config=spec,
-        )
+        state = ContainerState.launched(container_id, spec, bundle, launched.pid, started=True)
         store.save(state)
         if pid_file:
             _write_pid_file(pid_file, launched.pid)

@@ -54,7 +54,7 @@ def exec_in_container(store: StateStore, state: ContainerState, opts) -> int:  #
     if linux_cfg.get("seccomp"):
         from simulator.runtime.seccomp import program_for
 
-        program = program_for(linux_cfg["seccomp"], os.path.join(store.root, ".seccomp-cache"))
+        program = program_for(linux_cfg["seccomp"], store.seccomp_cache)
     step = StepLog(store.path(state.id, "steps.jsonl"))
     cgroups = CgroupManager(CgroupLayout.detect(), state.cgroups_path, state.id)
     pid = state.pid

@@ -21,7 +21,7 @@ from simulator.runtime.launcher import Launched, LaunchError, launch, set_winsiz
 from simulator.runtime.state import (
     ContainerState,
     StateStore,
-    process_start_time,
+    rfc3339_nano,
     write_json_atomic,
 )
 from simulator.runtime.steplog import StepLog
@@ -30,12 +30,6 @@ STDIN_ANNOTATION = "org.slipway.stdin"  # "open": keep a stdin pipe for attach
 LOG_ANNOTATION = "org.slipway.log.path"
 _MAX_PENDING = 4 << 20  # bytes queued for one slow client before it is dropped
 _DRAIN_SECONDS = 2.0
-
-
-def rfc3339_nano(ns: int | None = None) -> str:
-    ns = time.time_ns() if ns is None else ns
-    seconds, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
 
 
 class JsonFileLog:
@@ -150,7 +144,7 @@ class Shim:
                 self.bundle,
                 step,
                 stdio=stdio,
-                seccomp_cache=os.path.join(self.store.root, ".seccomp-cache"),
+                seccomp_cache=self.store.seccomp_cache,
             )
         finally:
             for fd in child_ends:
@@ -164,20 +158,14 @@ class Shim:
                 self.master = launched.master
                 self.outputs[self.master] = "stdout"
         self.log = JsonFileLog(self.log_path)
-        state = ContainerState(
-            id=self.id,
-            bundle=self.bundle,
-            rootfs=os.path.join(self.bundle, self.spec["root"]["path"]),
-            pid=launched.pid,
-            pid_start=process_start_time(launched.pid) or 0,
-            created=rfc3339_nano(),
-            owner="root" if os.getuid() == 0 else str(os.getuid()),
+        state = ContainerState.launched(
+            self.id,
+            self.spec,
+            self.bundle,
+            launched.pid,
             started=False,
-            cgroups_path=(self.spec.get("linux") or {}).get("cgroupsPath") or "",
-            annotations=self.spec.get("annotations") or {},
             shim_pid=os.getpid(),
             log_path=self.log_path,
-            config=self.spec,
         )
         self.state = state
         self.step = step

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 DEFAULT_ROOT = "/run/slipway-runtime"
 _ID_PUNCTUATION = frozenset("_+-.")
@@ -68,8 +69,43 @@ class ContainerState:
         self.log_path = log_path
         self.config = config or {}
 
+    @classmethod
+    def launched(
+        cls,
+        container_id: str,
+        spec: dict,
+        bundle: str,
+        pid: int,
+        started: bool,
+        shim_pid: int = 0,
+        log_path: str = "",
+    ) -> ContainerState:
+        """The record of a container whose init (``pid``) was just set up from ``spec``."""
+        return cls(
+            id=container_id,
+            bundle=bundle,
+            rootfs=os.path.join(bundle, spec["root"]["path"]),
+            pid=pid,
+            pid_start=process_start_time(pid) or 0,
+            created=rfc3339_nano(),
+            owner="root" if os.getuid() == 0 else str(os.getuid()),
+            started=started,
+            cgroups_path=(spec.get("linux") or {}).get("cgroupsPath") or "",
+            annotations=spec.get("annotations") or {},
+            shim_pid=shim_pid,
+            log_path=log_path,
+            config=spec,
+        )
+
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+def rfc3339_nano(ns: int | None = None) -> str:
+    """A UTC time with nanoseconds, as Docker and runc write them."""
+    ns = time.time_ns() if ns is None else ns
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
 
 
 def check_id(container_id: str) -> None:
@@ -94,6 +130,11 @@ class StateStore:
 
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = root
+
+    @property
+    def seccomp_cache(self) -> str:
+        """Where compiled seccomp filters are kept, shared by the containers of this root."""
+        return os.path.join(self.root, ".seccomp-cache")
 
     def dir(self, container_id: str) -> str:
         return os.path.join(self.root, container_id)
