@@ -1,0 +1,194 @@
+"""``docker``: Slipway's Docker CLI. The root command, its global options, and the error
+handling every command shares.
+
+Command modules live in :mod:`simulator.cli.commands`; each has ``register(root, groups)``,
+which adds its top-level commands to ``root`` and its management forms (``docker container
+rm``, ``docker image ls`` …) to the management commands in ``groups``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+
+from simulator.cli.client import Client, ConnectError, DaemonError
+from simulator.cli.flags import Command, Context, Flag, StatusError, UsageError
+
+CLIENT_VERSION = "28.2.2"
+CLIENT_GIT_COMMIT = "e6534b4"
+COMMAND_MODULES = ("containers", "images", "volumes", "system", "manifest")
+
+COMMON_ORDER = [
+    "run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "search",
+    "version", "info",
+]  # fmt: skip
+GROUP_ORDER = ["Common Commands", "Management Commands", "Swarm Commands", "Commands"]
+
+MANAGEMENT = {
+    "container": "Manage containers",
+    "image": "Manage images",
+    "manifest": "Manage Docker image manifests and manifest lists",
+    "system": "Manage Docker",
+    "volume": "Manage volumes",
+}
+
+
+def _global_flags(home: str) -> list[Flag]:
+    config = os.path.join(home, ".docker")
+    return [
+        Flag("config", kind="string", help="Location of client config files",
+             shown_default=f'"{config}"'),
+        Flag("context", "c", "string",
+             'Name of the context to use to connect to the daemon (overrides DOCKER_HOST env '
+             'var and default context set with "docker context use")'),
+        Flag("debug", "D", help="Enable debug mode"),
+        Flag("host", "H", "list", "Daemon socket to connect to"),
+        Flag("log-level", "l", "string",
+             'Set the logging level ("debug", "info", "warn", "error", "fatal")',
+             default="info", shown_default='"info"'),
+        Flag("tls", help="Use TLS; implied by --tlsverify"),
+        Flag("tlscacert", kind="string", help="Trust certs signed only by this CA",
+             shown_default=f'"{config}/ca.pem"'),
+        Flag("tlscert", kind="string", help="Path to TLS certificate file",
+             shown_default=f'"{config}/cert.pem"'),
+        Flag("tlskey", kind="string", help="Path to TLS key file",
+             shown_default=f'"{config}/key.pem"'),
+        Flag("tlsverify", help="Use TLS and verify the remote"),
+        Flag("version", "v", help="Print version information and quit"),
+    ]  # fmt: skip
+
+
+def build_root() -> tuple[Command, dict[str, Command]]:
+    """The whole command tree."""
+    root = Command(
+        "docker",
+        usage="[OPTIONS] COMMAND",
+        short="A self-sufficient runtime for containers",
+        flags=_global_flags(os.path.expanduser("~")),
+        interspersed=False,
+    )
+    groups: dict[str, Command] = {}
+    for name, short in MANAGEMENT.items():
+        group = Command(name, short=short, group="Management Commands")
+        groups[name] = group
+        root.add(group)
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(f"simulator.cli.commands.{module_name}")
+        module.register(root, groups)
+    for command in [root, *groups.values()]:
+        command.subcommands.sort(key=_help_order)
+    for name in list(groups):
+        if not groups[name].subcommands:
+            root.subcommands.remove(groups.pop(name))
+    return root, groups
+
+
+def _help_order(command: Command) -> tuple[int, int, str]:
+    group = GROUP_ORDER.index(command.group) if command.group in GROUP_ORDER else len(GROUP_ORDER)
+    common = COMMON_ORDER.index(command.name) if command.name in COMMON_ORDER else 0
+    return group, common, command.name
+
+
+def print_usage_error(error: UsageError, stderr) -> None:  # noqa: ANN001
+    command = error.command
+    message = str(error)
+    prefix = "docker: " if error.status == 1 else ""
+    hint = "See" if command.name in ("run", "create", "exec") and error.status == 1 else "Run"
+    stderr.write(
+        f"{prefix}{message}\n\nUsage:  {command.usage_line()}\n\n"
+        f"{hint} '{command.path} --help' for more information\n"
+    )
+
+
+def _resolve(root: Command, argv: list[str]) -> tuple[Command, list[str], dict]:
+    """The command named by ``argv`` after the global options, and its own arguments."""
+    options, rest = root.parse(argv)
+    command = root
+    while rest and command.subcommands:
+        found = command.find(rest[0])
+        if found is None:
+            if command.run is None:
+                raise UsageError(f"unknown command: {command.path} {rest[0]}", command, 1)
+            break
+        command = found
+        rest = rest[1:]
+    if command is root and rest:
+        raise UsageError(f"unknown command: docker {rest[0]}", root, 1)
+    return command, rest, options
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    stdout, stderr = sys.stdout, sys.stderr
+    root, _ = build_root()
+    try:
+        command, rest, global_options = _resolve(root, argv)
+    except UsageError as error:
+        if error.command is root and error.status == 1:
+            stderr.write(f"docker: {error}\n\nRun 'docker --help' for more information\n")
+        else:
+            print_usage_error(error, stderr)
+        return error.status
+    if command is root:
+        if global_options["version"]:
+            stdout.write(f"Docker version {CLIENT_VERSION}, build {CLIENT_GIT_COMMIT}\n")
+            return 0
+        stdout.write(root.help_text())
+        return 0
+    hosts = global_options["host"]
+    host = hosts[-1] if hosts else None
+    if host and "://" not in host:
+        host = "unix://" + host if host.startswith("/") else "tcp://" + host
+    context = Context(
+        make_client=lambda: Client(host),
+        stdin=sys.stdin,
+        stdout=stdout,
+        stderr=stderr,
+        config_dir=global_options["config"] or os.environ.get("DOCKER_CONFIG", ""),
+        debug=bool(global_options["debug"]),
+    )
+    return run_command(command, rest, context)
+
+
+def run_command(command: Command, argv: list[str], context: Context) -> int:
+    """Parse ``argv`` for ``command`` and run it, turning failures into Docker's messages."""
+    try:
+        options, positional = command.parse(argv)
+        if options.get("help"):
+            context.stdout.write(command.help_text())
+            return 0
+        if command.run is None:
+            if positional:
+                raise UsageError(f"unknown command: {command.path} {positional[0]}", command, 1)
+            context.stderr.write(command.help_text())
+            return 0
+        command.args.check(command, len(positional))
+        status = command.run(context, options, positional)
+        return status or 0
+    except UsageError as error:
+        print_usage_error(error, context.stderr)
+        return error.status
+    except StatusError as error:
+        if error.message:
+            context.stderr.write(error.message.rstrip("\n") + "\n")
+        return error.status
+    except DaemonError as error:
+        context.stderr.write(f"Error response from daemon: {error.message}\n")
+        return 1
+    except ConnectError as error:
+        context.stderr.write(f"{error}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        try:
+            context.stdout.flush()
+        except BrokenPipeError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
