@@ -19,7 +19,7 @@ HUB_LISTEN ?= 127.0.0.1:5000
 # Run recipes one at a time, even under `make -j`: setup steps depend on order.
 .NOTPARALLEL:
 
-.PHONY: run test setup apt migrate bytecode images lint clean
+.PHONY: run test setup apt migrate bytecode cli images lint clean
 
 run: setup
 	@echo "Slipway: the hub serves the base images on http://$(HUB_LISTEN)/v2/"
@@ -35,7 +35,7 @@ lint: $(REQUIREMENTS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-setup: apt $(REQUIREMENTS_STAMP) migrate bytecode $(SETUP_STEPS)
+setup: apt $(REQUIREMENTS_STAMP) migrate bytecode cli $(SETUP_STEPS)
 
 # Debian packages: installs only those missing; quick when none is.
 apt:
@@ -52,6 +52,15 @@ $(REQUIREMENTS_STAMP): requirements.txt | $(BIN)/python
 # where PYTHONDONTWRITEBYTECODE is set. Quick when nothing changed.
 bytecode: $(REQUIREMENTS_STAMP)
 	$(BIN)/python -m compileall -q simulator
+
+# Slipway's own docker CLI as a command: .venv/bin/docker runs python -m simulator.cli.
+# On PATH only when the venv is activated; tests find the real CLI 28 by what it is.
+cli: $(BIN)/docker
+
+$(BIN)/docker: Makefile | $(BIN)/python
+	printf '#!/bin/sh\n# Slipway'"'"'s docker CLI, written by make setup.\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m simulator.cli "$$@"\n' \
+		"$(CURDIR)" "$(CURDIR)/$(BIN)/python" > $@
+	chmod 755 $@
 
 # The base images, built offline into the hub (python -m simulator.hub build). Cached:
 # a second run only checks that every tag is published from the current recipes.

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.dockerd import is_executable_binary
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_ROOT = Path("/var/lib/slipway/hub")
 SPEC = REPO_ROOT.parent / "shared" / "reference" / "docker-engine-api-v1.50.yaml"
@@ -277,7 +279,7 @@ def find_docker_cli() -> str:
         os.path.join(directory, "docker") for directory in os.environ["PATH"].split(os.pathsep)
     ]
     for candidate in [*candidates, "/usr/local/bin/docker"]:
-        if not os.access(candidate, os.X_OK):
+        if not os.access(candidate, os.X_OK) or not is_executable_binary(Path(candidate)):
             continue
         result = subprocess.run([candidate, "--version"], capture_output=True, text=True)
         if result.stdout.startswith(f"Docker version {DOCKER_MAJOR}"):

@@ -115,6 +115,16 @@ def api_request(
         connection.close()
 
 
+def is_executable_binary(path: Path) -> bool:
+    """Whether ``path`` is an ELF executable: the real CLI is one, Slipway's CLI (which also
+    says "Docker version 28...") is a script."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
 def find_docker_cli() -> Path:
     """The docker CLI 28.x on PATH; Debian's older CLI in /usr/bin is never taken."""
     refused = {d.resolve() for d in DEBIAN_CLI_DIRS}
@@ -125,6 +135,9 @@ def find_docker_cli() -> Path:
             continue
         if candidate.resolve().parent in refused or Path(directory).resolve() in refused:
             seen.append(f"{candidate} (Debian's, skipped)")
+            continue
+        if not is_executable_binary(candidate):
+            seen.append(f"{candidate} (a script, such as Slipway's own CLI: skipped)")
             continue
         version = subprocess.run(
             [str(candidate), "--version"], capture_output=True, text=True, timeout=10
