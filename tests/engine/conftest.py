@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.dockerd import is_executable_binary
+from tests.support.netns import NetworkNamespace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_ROOT = Path("/var/lib/slipway/hub")
@@ -66,10 +68,16 @@ class RunningEngine(Served):
     socket_path: Path
     data_root: Path
     layer_root: Path
+    netns: NetworkNamespace | None = None
 
     @property
     def host(self) -> str:
         return f"unix://{self.socket_path}"
+
+    def reach(self, address: str) -> None:
+        """Let the engine reach ``HOST:PORT`` of the test's network namespace."""
+        if self.netns is not None and address not in self.netns.portals:
+            self.netns.portal(address)
 
     def api(self, timeout: float = 30) -> EngineApi:
         return EngineApi(self.socket_path, timeout)
@@ -226,11 +234,22 @@ def _wait_for_engine(engine: RunningEngine) -> None:
 @pytest.fixture
 def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
     """Start engines (``python -m simulator.engine``) with data and layer roots of their own
-    in tmp; each is stopped afterwards, whatever the test did."""
+    in tmp, in a network namespace of the test's own (as a node's engine runs in the node's),
+    where the hubs named by ``--mirror`` answer at their usual addresses (``engine.reach``
+    adds more). Each is stopped afterwards, whatever the test did."""
     started: list[RunningEngine] = []
     socket_dirs: list[Path] = []
+    namespace: list[NetworkNamespace] = []
 
     def start(*arguments: str) -> RunningEngine:
+        if not namespace:
+            namespace.append(NetworkNamespace())
+        netns = namespace[0]
+        for position, argument in enumerate(arguments[:-1]):
+            if argument == "--mirror":
+                address = urllib.parse.urlsplit(arguments[position + 1]).netloc
+                if address not in netns.portals:
+                    netns.portal(address)
         number = len(started)
         root = tmp_path / f"engine-{number}"
         root.mkdir()
@@ -240,7 +259,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
         log = root / "engine.log"
         with open(log, "wb") as log_file:  # the engine keeps its own copy of the descriptor
             process = subprocess.Popen(
-                [sys.executable, "-m", "simulator.engine"]
+                netns.command([sys.executable, "-m", "simulator.engine"])
                 + ["--data-root", str(root / "data"), "--layer-root", str(root / "layers")]
                 + ["--host", f"unix://{socket_dir}/docker.sock", "--debug", *arguments],
                 cwd=REPO_ROOT,
@@ -253,6 +272,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
             socket_path=socket_dir / "docker.sock",
             data_root=root / "data",
             layer_root=root / "layers",
+            netns=netns,
         )
         started.append(engine)
         _wait_for_engine(engine)
@@ -265,6 +285,8 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
             engine.stop()
         for socket_dir in socket_dirs:
             shutil.rmtree(socket_dir, ignore_errors=True)
+        for netns in namespace:
+            netns.close()
 
 
 @pytest.fixture

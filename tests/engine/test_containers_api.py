@@ -20,6 +20,7 @@ import pytest
 
 from simulator.engine.containers import RUNTIME_ROOT_BASE, runtime_root_for
 from tests.engine.conftest import DockerRun, Hub, RunningEngine, docker_for
+from tests.support.netns import NetworkNamespace
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 TEST_CGROUP = "slipway-test"
@@ -291,18 +292,21 @@ def test_start_attach_prints_output_again_and_prune_keeps_running(docker: Docker
     assert sorted(names) == ["kept", "runner"]
 
 
-def _start_engine_on(root: Path, socket_path: Path, hub: Hub) -> RunningEngine:
+def _start_engine_on(
+    root: Path, socket_path: Path, hub: Hub, netns: NetworkNamespace
+) -> RunningEngine:
     log = root / f"engine-{time.monotonic_ns()}.log"
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "simulator.engine", "--data-root", str(root / "data")]
+            netns.command([sys.executable, "-m", "simulator.engine"])
+            + ["--data-root", str(root / "data")]
             + ["--layer-root", str(root / "layers"), "--host", f"unix://{socket_path}"]
             + ["--mirror", hub.url, "--offline"],
             cwd=Path(__file__).resolve().parents[2],
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    engine = RunningEngine(process, log, socket_path, root / "data", root / "layers")
+    engine = RunningEngine(process, log, socket_path, root / "data", root / "layers", netns)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -321,14 +325,16 @@ def test_containers_outlive_a_killed_engine_and_are_adopted_again(
     socket_dir = Path(tempfile.mkdtemp(prefix="slipway-restore-"))
     root = tmp_path / "restore"
     root.mkdir()
-    engines = [_start_engine_on(root, socket_dir / "docker.sock", hub)]
+    netns = NetworkNamespace()  # the node's: the restarted engine comes back into it
+    netns.portal(hub.address)
+    engines = [_start_engine_on(root, socket_dir / "docker.sock", hub, netns)]
     try:
         docker = docker_for(engines[0], docker_cli, tmp_path)
         script = "echo before; sleep 2; echo after; sleep 60"
         _ok(docker("run", "-d", "--name", "durable", "busybox", "sh", "-c", script))
         engines[0].process.kill()
         engines[0].process.wait()
-        engines.append(_start_engine_on(root, socket_dir / "docker.sock", hub))
+        engines.append(_start_engine_on(root, socket_dir / "docker.sock", hub, netns))
         assert "Up " in _ok(docker("ps", "--filter", "name=durable"))
         time.sleep(2.2)
         assert _ok(docker("logs", "durable")) == "before\nafter\n"
@@ -340,6 +346,7 @@ def test_containers_outlive_a_killed_engine_and_are_adopted_again(
             api.request("DELETE", f"/containers/{summary['Id']}?force=1")
         for engine in engines:
             engine.stop()
+        netns.close()
         _clean_cgroups()
         shutil.rmtree(runtime_root_for(root / "data"), ignore_errors=True)
         with contextlib.suppress(OSError):

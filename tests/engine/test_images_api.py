@@ -277,6 +277,7 @@ def test_an_error_after_the_pull_started_ends_the_stream_as_docker_sends_it(
     from tests.engine.conftest import docker_for
 
     engine: RunningEngine = start_engine("--mirror", hub.url, "--offline")
+    engine.reach(empty_hub.address)
     docker = docker_for(engine, docker_cli, tmp_path)
     pull(docker)
     name = f"{empty_hub.address}/broken/box:v1"
@@ -307,6 +308,7 @@ def test_push_to_a_registry_then_pull_it_back(
     from tests.engine.conftest import docker_for
 
     first = start_engine("--mirror", hub.url, "--offline")
+    first.reach(empty_hub.address)
     docker = docker_for(first, docker_cli, tmp_path)
     pull(docker)
     name = f"{empty_hub.address}/team/box:v1"
@@ -405,9 +407,11 @@ USER, PASSWORD = "learner", "s3cret"
 
 
 @pytest.fixture
-def basic_auth_front(hub: Hub) -> Iterator[str]:
-    """A registry that wants Basic credentials, passing reads through to the hub."""
+def basic_auth_front(hub: Hub, engine: RunningEngine) -> Iterator[str]:
+    """A registry that wants Basic credentials, passing reads through to the hub, and
+    reachable by the engine."""
     with basic_auth.basic_auth_front(hub.address, USER, PASSWORD) as address:
+        engine.reach(address)
         yield address
 
 
