@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.netns import Portals
+
 DOCKERD = Path("/usr/sbin/dockerd")
 CONTAINERD = Path("/usr/bin/containerd")
 INSTALL_HINT = "apt-get install docker.io"
@@ -48,10 +50,17 @@ class DockerdHandle:
     root: Path
     pid: int
     cgroup_parent: str
+    portals: Portals
 
     @property
     def host(self) -> str:
         return f"unix://{self.socket}"
+
+    def reach(self, address: str) -> None:
+        """Let this dockerd reach ``HOST:PORT`` of the caller's network namespace (a hub to
+        use as ``--registry-mirror``), at the same address."""
+        if address not in self.portals.portals:
+            self.portals.portal(address)
 
     def docker(
         self, *args: str, check: bool = True, timeout: float = 60.0, stdin: str | None = None
@@ -359,6 +368,7 @@ def reference_dockerd(tmp: Path, extra_args: Sequence[str] = ()) -> Iterator[Doc
     script = _launch_script(root, containerd_args, dockerd_args)
     log_path = root / "dockerd.log"
     namespaces: set[int] = set()
+    portals: Portals | None = None
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", script],
@@ -386,6 +396,7 @@ def reference_dockerd(tmp: Path, extra_args: Sequence[str] = ()) -> Iterator[Doc
         namespaces = namespaces or _namespaces_of(process.pid)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env.update({"DOCKER_HOST": f"unix://{docker_socket}", "DOCKER_CONFIG": str(cli_config)})
+        portals = Portals(f"/proc/{process.pid}/ns/net")
         yield DockerdHandle(
             socket=docker_socket,
             env=env,
@@ -393,8 +404,11 @@ def reference_dockerd(tmp: Path, extra_args: Sequence[str] = ()) -> Iterator[Doc
             root=root,
             pid=process.pid,
             cgroup_parent=cgroup_parent,
+            portals=portals,
         )
     finally:
+        if portals is not None:
+            portals.close()
         if process.poll() is None:
             _remove_all_containers(docker_socket)
         _stop(process, root, cgroup_parent, namespaces)

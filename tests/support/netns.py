@@ -19,29 +19,15 @@ import threading
 from simulator import linux
 
 
-class NetworkNamespace:
-    """A fresh network namespace with loopback up; ``close()`` ends it and its portals."""
+class Portals:
+    """Portals into the network namespace at ``path`` (``/proc/PID/ns/net``)."""
 
-    def __init__(self) -> None:
-        self.holder = subprocess.Popen(
-            ["unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo ready && exec cat"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert self.holder.stdout is not None
-        if self.holder.stdout.readline().strip() != b"ready":
-            self.close()
-            raise RuntimeError("could not make a network namespace")
-        self.path = f"/proc/{self.holder.pid}/ns/net"
+    def __init__(self, path: str) -> None:
+        self.path = path
         self.portals: set[str] = set()
         self._listeners: list[socket.socket] = []
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
-
-    def command(self, argv: list[str]) -> list[str]:
-        """``argv`` run inside the namespace."""
-        return ["nsenter", f"--net={self.path}", "--", *argv]
 
     def _listen_inside(self, host: str, port: int) -> socket.socket:
         made: list[socket.socket | BaseException] = []
@@ -113,6 +99,30 @@ class NetworkNamespace:
                 with contextlib.suppress(OSError):
                     sock.close()
             self._open.clear()
+
+
+class NetworkNamespace(Portals):
+    """A fresh network namespace with loopback up; ``close()`` ends it and its portals."""
+
+    def __init__(self) -> None:
+        self.holder = subprocess.Popen(
+            ["unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo ready && exec cat"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        super().__init__(f"/proc/{self.holder.pid}/ns/net")
+        assert self.holder.stdout is not None
+        if self.holder.stdout.readline().strip() != b"ready":
+            self.close()
+            raise RuntimeError("could not make a network namespace")
+
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside the namespace."""
+        return ["nsenter", f"--net={self.path}", "--", *argv]
+
+    def close(self) -> None:
+        super().close()
         if self.holder.poll() is None:
             self.holder.kill()
         self.holder.wait()
