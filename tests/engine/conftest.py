@@ -234,17 +234,16 @@ def _wait_for_engine(engine: RunningEngine) -> None:
 @pytest.fixture
 def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
     """Start engines (``python -m simulator.engine``) with data and layer roots of their own
-    in tmp, in a network namespace of the test's own (as a node's engine runs in the node's),
+    in tmp, each in a network namespace of its own (as a node's engine runs in the node's),
     where the hubs named by ``--mirror`` answer at their usual addresses (``engine.reach``
     adds more). Each is stopped afterwards, whatever the test did."""
     started: list[RunningEngine] = []
     socket_dirs: list[Path] = []
-    namespace: list[NetworkNamespace] = []
+    namespaces: list[NetworkNamespace] = []
 
     def start(*arguments: str) -> RunningEngine:
-        if not namespace:
-            namespace.append(NetworkNamespace())
-        netns = namespace[0]
+        netns = NetworkNamespace()
+        namespaces.append(netns)
         for position, argument in enumerate(arguments[:-1]):
             if argument == "--mirror":
                 address = urllib.parse.urlsplit(arguments[position + 1]).netloc
@@ -285,7 +284,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
             engine.stop()
         for socket_dir in socket_dirs:
             shutil.rmtree(socket_dir, ignore_errors=True)
-        for netns in namespace:
+        for netns in namespaces:
             netns.close()
 
 

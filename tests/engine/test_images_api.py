@@ -321,6 +321,7 @@ def test_push_to_a_registry_then_pull_it_back(
     assert missing.returncode == 1
     assert "An image does not exist locally with the tag" in missing.stderr
     second = start_engine("--offline")
+    second.reach(empty_hub.address)
     other = docker_for(second, docker_cli, tmp_path)
     pulled = other("pull", name)
     assert pulled.returncode == 0, pulled.stderr
