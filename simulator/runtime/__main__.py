@@ -18,13 +18,16 @@ Slipway's OCI runtime. Commands, with runc's meaning:
   kill ID [SIGNAL]
   delete [--force] ID
   run ID [--bundle DIR] [--detach] [--pid-file F] [--console-socket S]
-  exec ID [-t] [-d] [--cwd DIR] [-e VAR=VALUE] [-u UID[:GID]] [--pid-file F] -- CMD [ARG...]
+  exec ID [-t] [-d] [--cwd DIR] [-e VAR=VALUE] [-u UID[:GID]] [--pid-file F]
+       [--console-socket S] -- CMD [ARG...]
+  exec ID --process FILE [-d] [--pid-file F] [--console-socket S]
   list [--format table|json] [-q]
   pause ID
   resume ID
   spec [--bundle DIR] [--rootless]      write Slipway's default config.json
 Slipway's own:
   steps ID [--json]                     what the runtime did to the kernel, in order
+Global options: --root DIR; --log FILE (errors go there instead of to stderr).
 """
 
 _WITH_VALUE = {
@@ -93,12 +96,15 @@ def _one(options: dict[str, list[str]], *names: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     root = None
+    log_path = None
     while argv and argv[0].startswith("-"):
         flag = argv.pop(0)
         name, eq, value = flag.partition("=")
         if name == "--root":
             root = value if eq else (argv.pop(0) if argv else None)
-        elif name in ("--log", "--log-format", "--criu"):
+        elif name == "--log":
+            log_path = value if eq else (argv.pop(0) if argv else None)
+        elif name in ("--log-format", "--criu"):
             if not eq and argv:
                 argv.pop(0)
         elif name in ("-h", "--help"):
@@ -119,20 +125,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(root, verb, rest)
     except UsageError as e:
-        sys.stderr.write(f"slipway-runtime {verb}: {e}\n")
+        _report(log_path, f"slipway-runtime {verb}: {e}\n")
         return 2
     except Exception as e:  # noqa: BLE001 - every failure gets a message, not a traceback
         from simulator.runtime.container import RuntimeFailure
         from simulator.runtime.state import StateError
 
         if isinstance(e, (RuntimeFailure, StateError)):
-            sys.stderr.write(f"slipway-runtime: {e}\n")
+            _report(log_path, f"slipway-runtime: {e}\n")
         elif isinstance(e, OSError):
             where = f"{e.filename}: " if e.filename else ""
-            sys.stderr.write(f"slipway-runtime: {where}{e.strerror or e}\n")
+            _report(log_path, f"slipway-runtime: {where}{e.strerror or e}\n")
         else:
-            sys.stderr.write(f"slipway-runtime: internal error: {type(e).__name__}: {e}\n")
+            _report(log_path, f"slipway-runtime: internal error: {type(e).__name__}: {e}\n")
         return 1
+
+
+def _report(log_path: str | None, message: str) -> None:
+    """An error, for ``--log FILE`` (as runc's, so that the caller can tell the runtime's
+    words from those of the process it ran on the same stderr), else for stderr."""
+    if log_path:
+        with open(log_path, "a") as log:
+            log.write(message)
+    else:
+        sys.stderr.write(message)
 
 
 def _dispatch(root: str | None, verb: str, rest: list[str]) -> int:
@@ -184,18 +200,28 @@ def _dispatch(root: str | None, verb: str, rest: list[str]) -> int:
         sys.stdout.write(c.steps(store, need_id(), as_json="--json" in options) + "\n")
         return 0
     if verb == "exec":
+        from simulator.runtime.execute import ExecRequest
+
         container_id = need_id()
-        if len(positional) < 2:
-            raise UsageError("a command to execute is required")
-        opts = c.ExecOptions(
-            args=positional[1:],
-            tty="-t" in options or "--tty" in options,
-            cwd=_one(options, "--cwd"),
-            env=options.get("-e", []) + options.get("--env", []),
-            user=_one(options, "--user", "-u"),
-            detach="-d" in options or "--detach" in options,
-            pid_file=_one(options, "--pid-file"),
-        )
+        common = {
+            "detach": "-d" in options or "--detach" in options,
+            "pid_file": _one(options, "--pid-file"),
+            "console_socket": _one(options, "--console-socket"),
+        }
+        process_file = _one(options, "--process", "-p")
+        if process_file:
+            opts = ExecRequest.from_process_file(process_file, **common)
+        else:
+            if len(positional) < 2:
+                raise UsageError("a command to execute is required")
+            opts = ExecRequest(
+                positional[1:],
+                tty="-t" in options or "--tty" in options,
+                cwd=_one(options, "--cwd"),
+                env=options.get("-e", []) + options.get("--env", []),
+                user=_one(options, "--user", "-u"),
+                **common,
+            )
         return c.exec_(store, container_id, opts)
     if verb == "spec":
         return _spec(bundle)

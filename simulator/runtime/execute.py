@@ -1,26 +1,93 @@
 """Run another process inside a running container: join its namespaces and cgroups, take
-the same privileges as its init, then execute."""
+the same privileges as its init, then execute.
+
+As runc's exec, it takes the process from the command line or from a ``--process`` file (of
+which only what the process runs, and as whom, is used: its capabilities, seccomp filter,
+rlimits and no_new_privs are always the container's own), and hands a terminal's master to
+``--console-socket`` instead of relaying it.
+"""
 
 from __future__ import annotations
 
 import copy
 import fcntl
+import json
 import os
+import struct
 import termios
+from typing import Any
 
 from simulator import linux
 from simulator.runtime import process as proc
 from simulator.runtime.cgroups import CgroupLayout, CgroupManager
+from simulator.runtime.container import ExecOptions, RuntimeFailure
+from simulator.runtime.launcher import set_winsize
+from simulator.runtime.shim import _send_console
 from simulator.runtime.state import ContainerState, StateStore
 from simulator.runtime.steplog import StepLog
 
 _TIOCGPTPEER = 0x5441
 _TIOCSPTLCK = 0x40045431
+_TIOCGPTN = 0x80045430
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "mount")
 
 
 class ExecFailure(Exception):
     pass
+
+
+class ExecRequest(ExecOptions):
+    """ExecOptions, plus what runc's exec also takes: supplementary groups, the terminal's
+    size, a socket to hand the terminal's master to, and (from a ``--process`` file) the
+    whole environment instead of additions to the container's."""
+
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        full_env: list[str] | None = None,
+        additional_gids: list[int] | None = None,
+        console_size: tuple[int, int] | None = None,
+        console_socket: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(args, **options)
+        self.full_env = full_env
+        self.additional_gids = additional_gids
+        self.console_size = console_size
+        self.console_socket = console_socket
+
+    @classmethod
+    def from_process_file(cls, path: str, **options: Any) -> ExecRequest:
+        """The request a ``--process`` file (an OCI process object) describes."""
+        try:
+            with open(path) as file:
+                process = json.load(file)
+        except (OSError, ValueError) as error:
+            raise RuntimeFailure(f"--process {path}: {error}") from None
+        if not isinstance(process, dict):
+            raise RuntimeFailure(f"--process {path}: not a JSON object")
+        args = process.get("args")
+        if not args or not all(isinstance(arg, str) for arg in args):
+            raise RuntimeFailure(f"--process {path}: args must be a list of strings")
+        user = process.get("user")  # none: the container's own
+        size = process.get("consoleSize")
+        try:
+            user_text = f"{int(user['uid'])}:{int(user.get('gid', 0))}" if user else None
+            gids = [int(g) for g in user.get("additionalGids") or []] if user else None
+            console_size = (int(size["height"]), int(size["width"])) if size else None
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise RuntimeFailure(f"--process {path}: malformed user or consoleSize") from None
+        return cls(
+            args,
+            tty=bool(process.get("terminal")),
+            cwd=process.get("cwd") or None,
+            full_env=[str(item) for item in process.get("env") or []],
+            user=user_text,
+            additional_gids=gids,
+            console_size=console_size,
+            **options,
+        )
 
 
 def _same_namespace(pid: int, name: str) -> bool:
@@ -30,16 +97,16 @@ def _same_namespace(pid: int, name: str) -> bool:
         return True
 
 
-def exec_in_container(store: StateStore, state: ContainerState, opts) -> int:  # noqa: ANN001
-    from simulator.runtime.container import RuntimeFailure
-
+def exec_in_container(store: StateStore, state: ContainerState, opts: ExecRequest) -> int:
     spec = state.config
     process = copy.deepcopy(spec["process"])
     process["args"] = opts.args
     process["terminal"] = opts.tty
     if opts.cwd:
         process["cwd"] = opts.cwd
-    if opts.env:
+    if opts.full_env is not None:
+        process["env"] = opts.full_env
+    elif opts.env:
         names = {item.split("=", 1)[0] for item in opts.env}
         process["env"] = [e for e in process.get("env") or [] if e.split("=", 1)[0] not in names]
         process["env"] += opts.env
@@ -49,6 +116,8 @@ def exec_in_container(store: StateStore, state: ContainerState, opts) -> int:  #
             process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
         except ValueError:
             raise RuntimeFailure(f"--user {opts.user!r}: expected UID[:GID]") from None
+        if opts.additional_gids:
+            process["user"]["additionalGids"] = opts.additional_gids
     linux_cfg = spec.get("linux") or {}
     program = None
     if linux_cfg.get("seccomp"):
@@ -72,6 +141,8 @@ def exec_in_container(store: StateStore, state: ContainerState, opts) -> int:  #
             )
             fcntl.ioctl(master, _TIOCSPTLCK, b"\0\0\0\0")
             slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+            if opts.console_size is not None:
+                set_winsize(master, *opts.console_size)
         if "pid" in fds:
             linux.setns(fds["pid"], linux.CLONE_NEWPID)
         err_r, err_w = os.pipe()
@@ -91,7 +162,11 @@ def exec_in_container(store: StateStore, state: ContainerState, opts) -> int:  #
             error = f.read().decode()
         if error:
             os.waitpid(child, 0)
-            raise RuntimeFailure(f"exec failed: {error}")
+            raise RuntimeFailure(f"exec failed: unable to start container process: {error}")
+        if master is not None and opts.console_socket:
+            _send_console(opts.console_socket, master, _pty_name(master))
+            os.close(master)
+            master = None
         if opts.pid_file:
             with open(opts.pid_file, "w") as f:
                 f.write(str(child))
@@ -116,6 +191,11 @@ def exec_in_container(store: StateStore, state: ContainerState, opts) -> int:  #
                 os.close(fd)
 
 
+def _pty_name(master: int) -> str:
+    number = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0\0\0\0"))[0]
+    return f"/dev/pts/{number}"
+
+
 def _child(
     process: dict, cgroups: CgroupManager, fds: dict[str, int], slave, program, step
 ) -> None:  # noqa: ANN001
@@ -138,10 +218,20 @@ def _child(
     if no_new_privs:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     env = process.get("env") or []
-    os.chdir(process["cwd"])
+    try:
+        os.chdir(process["cwd"])
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise proc.ProcessError(
+            f'chdir to cwd ("{process["cwd"]}") set in config.json failed: {reason}'
+        ) from None
     path = proc.lookup(process["args"], env, process["cwd"])
     step("exec", "exec joined the container and runs " + " ".join(process["args"]))
     step.close()
     if program and no_new_privs:
         linux.load_seccomp_bpf(program)
-    proc.exec_program(path, process["args"], env)
+    try:
+        proc.exec_program(path, process["args"], env)
+    except OSError as error:  # in runc's words: exec: "/etc": permission denied
+        reason = (error.strerror or str(error)).lower()
+        raise proc.ProcessError(f'exec: "{process["args"][0]}": {reason}') from None
