@@ -658,7 +658,7 @@ def parse_signal(raw: str) -> int:
         numbers[f"RTMIN+{offset}"] = low + offset
         numbers[f"RTMAX-{offset}"] = high - offset
     if name not in numbers:
-        raise _bad(f"Invalid signal: {raw}")
+        raise _bad(f"invalid signal: {raw}")
     return numbers[name]
 
 

@@ -3,6 +3,7 @@ ID and name resolution, and the state machine driven through the OCI runtime's C
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from simulator.engine.container_spec import (
     parse_signal,
     process_args,
 )
+from simulator.images.reference import InvalidReference
 from simulator.snapshots.mount import Mount, unmount
 from simulator.volumes import ANONYMOUS_LABEL, VolumeStore
 
@@ -323,6 +325,9 @@ class ContainerManager:
         self._locks: dict[str, threading.Lock] = {}
         engine.container_counts = self.counts
         engine.containers_of_image = self.containers_of_image
+        from simulator.engine.execs import ExecManager  # it builds on this module
+
+        self.execs = ExecManager(self)
         self._recover()
 
     # -- hooks the engine consults ------------------------------------------------------
@@ -348,8 +353,16 @@ class ContainerManager:
         volumes. Raises CreateError or ContainerError with Docker's status and words."""
         request = parse_create_body(body)
         check_allowed(request, self.allowed_bind_roots)
+        log_config = request.host_config["LogConfig"]  # dockerd's defaults, as inspect shows
+        log_config["Type"] = log_config["Type"] or "json-file"
+        log_config["Config"] = log_config["Config"] or {}
         image_name = request.config["Image"]
-        image = self.engine.images.get(image_name)
+        if not image_name and not (request.config["Entrypoint"] or request.config["Cmd"]):
+            raise ContainerError("no command specified", 400)  # dockerd's check for no image
+        try:
+            image = self.engine.images.get(image_name)
+        except InvalidReference as error:
+            raise ContainerError(str(error), 400) from None
         config = merge_image_config(request, image.config)
         with self.store.lock:
             full_name = self.store.check_name(name) if name else self.store.generate_name()
@@ -531,6 +544,19 @@ class ContainerManager:
         self._unmount_rootfs(self.store.directory(container.id) / "rootfs")
         container.task = False
 
+    @contextlib.contextmanager
+    def held_root_filesystem(self, reference: str) -> Iterator[tuple[Container, Path]]:
+        """The container and its root filesystem, mounted, while nothing starts, stops or
+        removes it (docker cp and export). Call it in a mount namespace of the caller's own:
+        a root filesystem mounted here for a stopped container is seen there only, and goes
+        with it."""
+        container = self.store.get(reference)
+        with self._lock(container.id):
+            container = self.store.get(container.id)  # not removed meanwhile
+            rootfs = self.store.directory(container.id) / "rootfs"
+            self._mount_rootfs(container.id, rootfs)
+            yield container, rootfs
+
     def size_rw(self, container: Container) -> int:
         """Bytes the container has written to its own layer."""
         try:
@@ -585,6 +611,7 @@ class ContainerManager:
                 container.exits += 1
                 self.store.save(container)
                 self.changed.notify_all()
+        self.execs.container_stopped(container.id)
         attributes = {"exitCode": str(container.exit_code)}
         self.event(container, "die", attributes)
         if self._should_restart(container):
@@ -660,13 +687,18 @@ class ContainerManager:
         self.event(container, "stop")
 
     def kill(self, reference: str, raw_signal: str = "") -> None:
-        """Send a signal (SIGKILL by default) to the container's init."""
-        container = self.store.get(reference)
-        number = parse_signal(raw_signal or "SIGKILL")
-        if not container.running:
-            raise ContainerError(
-                f"cannot kill container: {reference}: container {container.id} is not running", 409
-            )
+        """Send a signal (SIGKILL by default) to the container's init. Errors read as
+        dockerd's kill route words them: ``cannot kill container: NAME: ...``."""
+        try:
+            number = parse_signal(raw_signal or "SIGKILL")
+            if not (1 <= number <= 31 or signal.SIGRTMIN <= number <= signal.SIGRTMAX):
+                raise ContainerError(f"the linux daemon does not support signal {number}", 400)
+            container = self.store.get(reference)
+            if not container.running:
+                raise ContainerError(f"container {container.id} is not running", 409)
+        except (ContainerError, CreateError) as error:
+            message = f"cannot kill container: {reference}: {error}"
+            raise ContainerError(message, error.status) from None
         with self.changed:
             container.manually_stopped = True
         self._kill(container, number)
@@ -721,8 +753,10 @@ class ContainerManager:
         """Stop (if running), then start."""
         container = self.store.get(reference)
         if container.running:
-            self.stop(container.id, timeout, stop_signal)
-        self.start(container.id)
+            with contextlib.suppress(NotModified):  # it may have exited meanwhile
+                self.stop(container.id, timeout, stop_signal)
+        with contextlib.suppress(NotModified):  # or its restart policy started it again
+            self.start(container.id)
         self.event(container, "restart")
 
     def resize(self, reference: str, height: int, width: int) -> None:
@@ -754,7 +788,10 @@ class ContainerManager:
             ["ps", *ps_args.split()], capture_output=True, text=True, stdin=subprocess.DEVNULL
         )
         if result.returncode != 0:
-            raise ContainerError(f"ps: {result.stderr.strip()}", 500)
+            # dockerd's words (the first line ps printed), but a 400 where dockerd says 500:
+            # ps refused the request's own ps_args
+            reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[0]
+            raise ContainerError(f"ps: {reason}", 400)
         lines = result.stdout.splitlines()
         titles = lines[0].split() if lines else []
         if "PID" not in titles:
@@ -817,18 +854,16 @@ class ContainerManager:
         """DELETE /containers/{id}: ``force`` kills a running one; ``volumes`` removes its
         anonymous volumes."""
         container = self.store.get(reference)
-        if container.restarting and not force:
-            raise ContainerError(
-                f'cannot remove container "{container.name}": container is restarting: stop '
-                "the container before removing or force remove",
-                409,
-            )
-        if container.running and not force:
-            raise ContainerError(
-                f'cannot remove container "{container.name}": container is running: stop '
-                "the container before removing or force remove",
-                409,
-            )
+        if (container.running or container.restarting) and not force:
+            if container.paused:
+                problem = "container is paused and must be unpaused first"
+            else:
+                state = "restarting" if container.restarting else "running"
+                problem = (
+                    f"container is {state}: stop the container before removing or force remove"
+                )
+            # dockerd 28.2 names the container as the request did
+            raise ContainerError(f'cannot remove container "{reference}": {problem}', 409)
         with self.changed:
             container.manually_stopped = True
         if container.running:
@@ -865,18 +900,26 @@ class ContainerManager:
             self.store.forget(container.id)
             self._removed.add(container.id)
             self.changed.notify_all()
+        self.execs.container_removed(container.id)
         if os.path.ismount(directory / "rootfs"):
             log.warning("keeping %s: its root filesystem is still mounted", directory)
         else:
             shutil.rmtree(directory, ignore_errors=True)
 
     def rename(self, reference: str, new_name: str) -> None:
-        """Give the container a new (free, valid) name."""
-        container = self.store.get(reference)
+        """Give the container a new (free, valid) name; dockerd's words when it can't."""
         if not new_name:
             raise ContainerError("Neither old nor new names may be empty", 400)
+        container = self.store.get(reference)
+        wanted = new_name if new_name.startswith("/") else "/" + new_name
+        if wanted == container.name:
+            raise ContainerError("Renaming a container with the same name as its current name", 400)
         with self.store.lock:
-            full = self.store.check_name(new_name)
+            try:
+                full = self.store.check_name(wanted)
+            except ContainerError as error:
+                message = f"Error when allocating new name: {error}"
+                raise ContainerError(message, error.status) from None
             old = container.name
             container.name = full
             self.store.save(container)

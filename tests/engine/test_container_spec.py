@@ -337,7 +337,7 @@ DOCKER_CHECKS = [
         {"WorkingDir": "relative/dir"},
         "the working directory 'relative/dir' is invalid, it needs to be an absolute path",
     ),
-    ({"StopSignal": "SIGNOPE"}, "Invalid signal: SIGNOPE"),
+    ({"StopSignal": "SIGNOPE"}, "invalid signal: SIGNOPE"),
     ({"Env": ["=value"]}, "invalid environment variable: =value"),
     ({"Hostname": "bad_host!"}, "invalid hostname format: bad_host!"),
     (

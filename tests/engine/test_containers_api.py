@@ -23,7 +23,8 @@ from tests.engine.conftest import DockerRun, Hub, RunningEngine, docker_for
 from tests.support.netns import NetworkNamespace
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-TEST_CGROUP = "slipway-test"
+# Per test run, so that the clean-up here never touches another run's containers.
+TEST_CGROUP = f"slipway-test-{os.getpid()}"
 
 
 def _cgroup_dirs() -> list[Path]:
@@ -132,7 +133,7 @@ def test_remove_running_container_needs_force(docker: DockerRun) -> None:
     result = docker("rm", "web")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        'Error response from daemon: cannot remove container "/web": container is running: '
+        'Error response from daemon: cannot remove container "web": container is running: '
         "stop the container before removing or force remove"
     )
     _ok(docker("rm", "-f", "web"))

@@ -26,6 +26,7 @@ from simulator.engine.containers import (
     manager_of,
     parse_rfc3339,
 )
+from simulator.engine.execs import DEFAULT_DETACH_KEYS, DetachKeys, parse_detach_keys
 from simulator.engine.server import (
     BadRequest,
     Hijack,
@@ -91,6 +92,8 @@ async def _lifecycle(function: Any, *arguments: Any) -> Response:
 
 async def create_container(engine: Engine, request: Request) -> Response:
     body = await request.json()
+    if request.body.is_empty:  # dockerd decodes the body even when none was sent
+        raise BadRequest("invalid JSON: got EOF while reading request body")
     manager = _manager(engine)
     container = await _call(manager.create, body, request.arg("name"))
     return json_response({"Id": container.id, "Warnings": []}, 201)
@@ -295,7 +298,9 @@ async def inspect_container(engine: Engine, request: Request) -> Response:
     manager = _manager(engine)
     container = manager.store.get(request.params["id"])
     size_rw = await _call(manager.size_rw, container) if request.flag("size") else None
-    return json_response(_inspect(container, size_rw, str(manager.log_path(container))))
+    body = _inspect(container, size_rw, str(manager.log_path(container)))
+    body["ExecIDs"] = manager.execs.ids_of(container.id) or None
+    return json_response(body)
 
 
 # -- lifecycle ----------------------------------------------------------------------------
@@ -396,6 +401,11 @@ async def rename_container(engine: Engine, request: Request) -> Response:
 
 
 async def attach_container(engine: Engine, request: Request) -> Hijack:
+    detach_text = request.arg("detachKeys")
+    try:
+        detach_keys = parse_detach_keys(detach_text) if detach_text else DEFAULT_DETACH_KEYS
+    except ValueError:
+        raise BadRequest(f"Invalid detach keys ({detach_text}) provided") from None
     manager = _manager(engine)
     container = manager.store.get(request.params["id"])
     try:
@@ -414,6 +424,9 @@ async def attach_container(engine: Engine, request: Request) -> Hijack:
     }
     stream = request.flag("stream")
     tty = bool(container.config.get("Tty"))
+    # As dockerd: the end of the client's input ends the attach, unless it only closes a
+    # StdinOnce container's stdin; with a terminal, the detach keys end it too.
+    input_ends_attach = wants["stdin"] and (tty or not wants["stdin_once"])
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not stream:
@@ -422,17 +435,28 @@ async def attach_container(engine: Engine, request: Request) -> Hijack:
             shim_reader, shim_writer = await asyncio.open_unix_connection(str(sock_path))
         except OSError:
             return
+        detach = DetachKeys(detach_keys) if tty and wants["stdin"] else None
+        to_client = from_client = None
         try:
             shim_writer.write(json.dumps(wants).encode() + b"\n")
             await shim_writer.drain()
             await shim_reader.readline()
             to_client = asyncio.create_task(_copy(shim_reader, writer))
-            from_client = asyncio.create_task(_copy(reader, shim_writer, half_close=True))
+            from_client = asyncio.create_task(_attach_input(reader, shim_writer, detach))
+            await asyncio.wait({to_client, from_client}, return_when=asyncio.FIRST_COMPLETED)
+            if from_client.done():
+                if from_client.result() == "detach":
+                    manager.event(container, "detach")
+                    return
+                if input_ends_attach:
+                    return
             await to_client
-            from_client.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await from_client
         finally:
+            for task in (to_client, from_client):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, OSError):
+                        await task
             shim_writer.close()
 
     content_type = (
@@ -443,17 +467,35 @@ async def attach_container(engine: Engine, request: Request) -> Hijack:
     return Hijack(relay, content_type=content_type)
 
 
-async def _copy(
-    source: asyncio.StreamReader, target: asyncio.StreamWriter, half_close: bool = False
-) -> None:
+async def _copy(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
     try:
         while data := await source.read(65536):
             target.write(data)
             await target.drain()
-        if half_close and target.can_write_eof():
-            target.write_eof()
     except (ConnectionError, OSError):
         pass
+
+
+async def _attach_input(
+    reader: asyncio.StreamReader, shim: asyncio.StreamWriter, detach: DetachKeys | None
+) -> str:
+    """Copy the client's input to the shim: "detach" once the detach keys are typed (they
+    never reach the container), "eof" when the input ends (passed on as a half-close)."""
+    try:
+        while data := await reader.read(65536):
+            detached = False
+            if detach is not None:
+                data, detached = detach.feed(data)
+            if data:
+                shim.write(data)
+                await shim.drain()
+            if detached:
+                return "detach"
+        if shim.can_write_eof():
+            shim.write_eof()
+    except (ConnectionError, OSError):
+        pass
+    return "eof"
 
 
 def _frame(stream: str, data: bytes, tty: bool) -> bytes:

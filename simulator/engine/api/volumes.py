@@ -49,7 +49,10 @@ async def create_volume(engine: Engine, request: Request) -> Response:
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        raise BadRequest("invalid JSON: expected an object")
+        raise BadRequest(
+            f"invalid JSON: json: cannot unmarshal {_go_kind(body)} into Go value of type "
+            "volume.CreateOptions"
+        )
     name = _text(body, "Name")
     driver = _text(body, "Driver") or "local"
     options = _mapping(body, "DriverOpts")
@@ -89,8 +92,18 @@ def _go_kind(value: Any) -> str:
     return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
 
 
+def _member(body: dict[str, Any], key: str) -> Any:
+    """The body's value for a field, its name matched as Go's decoder does (case-insensitively;
+    the last of several wins)."""
+    found = None
+    for name, value in body.items():
+        if name.lower() == key.lower():
+            found = value
+    return found
+
+
 def _text(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
+    value = _member(body, key)
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -102,12 +115,18 @@ def _text(body: dict[str, Any], key: str) -> str:
 
 
 def _mapping(body: dict[str, Any], key: str) -> dict[str, str] | None:
-    value = body.get(key)
+    value = _member(body, key)
     if value is None:
         return None
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+    if not isinstance(value, dict):
         raise BadRequest(
             f"invalid JSON: json: cannot unmarshal {_go_kind(value)} into Go struct field "
             f"CreateOptions.{key} of type map[string]string"
         )
-    return value
+    for item in value.values():
+        if item is not None and not isinstance(item, str):
+            raise BadRequest(
+                f"invalid JSON: json: cannot unmarshal {_go_kind(item)} into Go struct field "
+                f"CreateOptions.{key} of type string"
+            )
+    return {name: item or "" for name, item in value.items()}  # null is Go's zero string
