@@ -220,6 +220,19 @@ class Engine:
         except BaseException:
             await server.close()
             raise
+        # Networks: bridges, rules and DNS in the engine's namespace (the node's), made in
+        # the background once the sockets listen (so an engine refused at start-up changes
+        # nothing there); the /networks endpoints await ``networks_ready``.
+        self.networks_ready = asyncio.ensure_future(asyncio.to_thread(self._start_networks))
+
+    def _start_networks(self) -> None:
+        from simulator.network import engine_networks
+
+        try:
+            self.networks = engine_networks(self.data_root, self.events.publish)
+        except Exception:
+            log.exception("the networks did not start")
+            raise
 
     async def serve(self) -> None:
         """Serve until stop() (or SIGTERM or SIGINT), then close every connection."""
@@ -247,6 +260,12 @@ class Engine:
         manager = getattr(self, "containers", None)
         if manager is not None:
             await asyncio.to_thread(manager.release_cgroup_parent)
+        ready = getattr(self, "networks_ready", None)
+        if ready is not None:
+            await asyncio.wait([ready])
+        networks = getattr(self, "networks", None)
+        if networks is not None:
+            await asyncio.to_thread(networks.close)
 
     def _log_request(self, request: RequestRecord) -> None:
         self.api_log.record(request)
