@@ -244,6 +244,7 @@ class ImageStore:
         self._lock = threading.RLock()
         self._pinned: Counter[str] = Counter()
         self._configs: dict[str, ImageConfig] = {}
+        self._layer_holders: list[Callable[[], Iterable[str]]] = []
 
     # Reading
 
@@ -294,6 +295,11 @@ class ImageStore:
             entries[0]["Id"] = image.id
             entries[0]["Tags"] = image.familiar_repo_tags or None
         return entries
+
+    def hold_layers_with(self, holder: Callable[[], Iterable[str]]) -> None:
+        """Keep the layers (chain IDs) that ``holder()`` names from being released while no
+        image uses them: the build cache holds the layers of its steps this way."""
+        self._layer_holders.append(holder)
 
     def in_use(self, image_id: str) -> bool:
         """Whether a container of this engine was created from the image."""
@@ -661,6 +667,8 @@ class ImageStore:
             used = set(self._pinned)
             for record_id in state["images"]:
                 used.update(oci.chain_ids(self._config(record_id).diff_ids))
+            for holder in self._layer_holders:
+                used.update(holder())
             released = []
             for chain_id in reversed(list(dict.fromkeys(candidates))):
                 if chain_id in used or not self._holds_layer(chain_id):

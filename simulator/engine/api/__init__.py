@@ -44,12 +44,20 @@ _UNIX_TIMESTAMP = re.compile(r"-?\d+(?:\.\d{0,9})?")
 
 def add_routes(router: Router[Engine]) -> None:
     """Every topic's routes, in order."""
-    from simulator.engine.api import containers, images, system, volumes
+    from simulator.engine.api import archive, containers, exec, images, system, volumes
 
     system.add_routes(router)
     images.add_routes(router)
     containers.add_routes(router)
+    archive.add_routes(router)
+    exec.add_routes(router)
     volumes.add_routes(router)
+    from simulator.engine.api import networks
+
+    networks.add_routes(router)
+    from simulator.engine.api import build
+
+    build.add_routes(router)
 
 
 class Filters:
