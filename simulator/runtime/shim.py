@@ -78,9 +78,10 @@ class _Client:
         }
         self.pending = bytearray()
         self.reading = True  # False once the client half-closed its side
+        self.paused = False  # True while the container's stdin has too much queued
 
     def events(self) -> int:
-        return (selectors.EVENT_READ if self.reading else 0) | (
+        return (selectors.EVENT_READ if self.reading and not self.paused else 0) | (
             selectors.EVENT_WRITE if self.pending else 0
         )
 
@@ -110,6 +111,7 @@ class Shim:
         self.outputs: dict[int, str] = {}  # fd -> stream
         self.stdin_w: int | None = None
         self.stdin_pending = bytearray()
+        self.stdin_closing = False  # close stdin once what is queued for it is written
         self.master: int | None = None
         self.launched: Launched | None = None
         self.exited_at: float | None = None
@@ -343,6 +345,8 @@ class Shim:
         elif self.stdin_w is not None:
             self.stdin_pending += data
             self._flush_stdin()
+            if len(self.stdin_pending) >= _MAX_PENDING:  # the container reads slowly: wait
+                self._pause_input(True)
 
     def _flush_stdin(self) -> None:
         if self.stdin_w is None:
@@ -359,8 +363,22 @@ class Shim:
             self.sel.register(self.stdin_w, selectors.EVENT_WRITE, ("stdin", None))
         elif not self.stdin_pending and registered:
             self.sel.unregister(self.stdin_w)
+        if len(self.stdin_pending) < _MAX_PENDING // 2:
+            self._pause_input(False)
+        if self.stdin_closing and not self.stdin_pending:
+            self._close_stdin()
+
+    def _pause_input(self, paused: bool) -> None:
+        for client in self.clients:
+            if client.stdin and client.paused != paused:
+                client.paused = paused
+                self._watch(client)
 
     def _close_stdin(self) -> None:
+        """Close the container's stdin, once everything queued for it is written."""
+        if self.stdin_pending and self.stdin_w is not None:
+            self.stdin_closing = True
+            return
         if self.stdin_w is not None:
             if self.stdin_w in self.sel.get_map():
                 self.sel.unregister(self.stdin_w)

@@ -264,3 +264,10 @@ def test_detach_keys_parse_and_match_as_dockers() -> None:
     assert keys.feed(b"\x10") == (b"", False)
     assert keys.feed(b"\x11after") == (b"", True)
     assert DetachKeys(b"").keys == b"\x10\x11"
+
+
+def test_all_of_a_large_stdin_reaches_the_container_before_it_closes(docker: DockerRun) -> None:
+    # More than the shim queues at once: it must stop reading, then write all before closing.
+    data = "0123456789abcdef" * 400_000
+    result = docker("run", "-i", "--rm", "busybox", "sh", "-c", "sleep 0.5; wc -c", input=data)
+    assert (result.returncode, result.stdout.strip()) == (0, str(len(data))), result.stderr
