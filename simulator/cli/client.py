@@ -185,6 +185,9 @@ class Client:
             for key, value in params.items():
                 if value is None:
                     continue
+                if isinstance(value, tuple):  # a repeated key: names=a&names=b
+                    pairs.extend((key, str(item)) for item in value)
+                    continue
                 if isinstance(value, bool):
                     value = "1" if value else "0"
                 elif isinstance(value, (dict, list)):
@@ -210,13 +213,23 @@ class Client:
         if body is not None and not isinstance(body, (bytes, bytearray)):
             all_headers.setdefault("Transfer-Encoding", "chunked")
         try:
-            connection.request(
-                method,
-                target,
-                body=body,
-                headers=all_headers,
-                encode_chunked=body is not None and not isinstance(body, (bytes, bytearray)),
-            )
+            try:
+                connection.request(
+                    method,
+                    target,
+                    body=body,
+                    headers=all_headers,
+                    encode_chunked=body is not None and not isinstance(body, (bytes, bytearray)),
+                )
+            except (BrokenPipeError, ConnectionResetError) as error:
+                # The engine answered (an error, say) before reading the whole body.
+                try:
+                    raw = connection.getresponse()
+                except (http.client.HTTPException, OSError):
+                    connection.close()
+                    message = f"error during connect: {method} {target}: {error}"
+                    raise ConnectError(message) from None
+                return Response(connection, raw)
             raw = connection.getresponse()
         except (FileNotFoundError, ConnectionRefusedError, PermissionError):
             connection.close()

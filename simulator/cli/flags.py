@@ -17,7 +17,10 @@ from typing import Any
 
 # Value kinds. BOOL takes no value; the others take one. Repeatable kinds collect a list.
 BOOL = "bool"
-REPEATABLE = {"list", "stringArray", "filter", "mount", "map", "ulimit", "stringSlice"}
+REPEATABLE = {
+    "list", "stringArray", "filter", "mount", "map", "ulimit", "stringSlice", "network",
+    "gpu-request", "strings",
+}  # fmt: skip
 
 
 class UsageError(Exception):
@@ -50,6 +53,11 @@ class Flag:
     default: Any = None
     shown_default: str = ""  # what help prints after "(default ...)"; empty prints nothing
     hidden: bool = False
+    # Converts and checks one value; a ValueError's text is the reason pflag prints.
+    parse: Callable[[str], Any] | None = None
+    # For engines with this: an OS ("windows") or "experimental". Help hides the flag from an
+    # engine that answers without it, as Docker's hideUnsupportedFeatures does.
+    needs: str = ""
 
     @property
     def takes_value(self) -> bool:
@@ -67,8 +75,17 @@ class Flag:
         return self.default
 
 
-def convert(flag: Flag, text: str, command: Command, spelled: str) -> Any:
-    """A flag's text as its kind's value, or pflag's error for a bad one."""
+def convert(flag: Flag, text: str, command: Command) -> Any:
+    """A flag's text as its kind's value, or pflag's error for a bad one (naming the flag as
+    pflag does: "-m, --memory")."""
+    spelled = f"-{flag.short}, --{flag.name}" if flag.short else f"--{flag.name}"
+    if flag.parse is not None:
+        try:
+            return flag.parse(text)
+        except ValueError as error:
+            raise UsageError(
+                f'invalid argument "{text}" for "{spelled}" flag: {error}', command
+            ) from None
     if flag.kind in ("int", "int64", "uint", "uint16", "uint64"):
         try:
             return int(text, 0) if text.strip() else int("x")
@@ -201,11 +218,11 @@ class Command:
             options[flag.name] = flag.initial()
         positional: list[str] = []
 
-        def store(flag: Flag, text: str | None, spelled: str) -> None:
+        def store(flag: Flag, text: str | None) -> None:
             if flag.kind == BOOL:
-                value: Any = True if text is None else convert(flag, text, self, spelled)
+                value: Any = True if text is None else convert(flag, text, self)
             else:
-                value = convert(flag, text or "", self, spelled)
+                value = convert(flag, text or "", self)
             if flag.repeatable:
                 if flag.name not in options.changed:
                     options[flag.name] = []
@@ -231,7 +248,7 @@ class Command:
                         raise UsageError(f"flag needs an argument: --{name}", self)
                     value = argv[i]
                     i += 1
-                store(flag, value if eq or flag.takes_value else None, name)
+                store(flag, value if eq or flag.takes_value else None)
             elif arg.startswith("-") and len(arg) > 1:
                 letters = arg[1:]
                 j = 0
@@ -251,12 +268,12 @@ class Command:
                             raise UsageError(
                                 f"flag needs an argument: '{letter}' in -{letter}", self
                             )
-                        store(flag, value, flag.name)
+                        store(flag, value)
                         break
                     if rest.startswith("="):
-                        store(flag, rest[1:], flag.name)
+                        store(flag, rest[1:])
                         break
-                    store(flag, None, flag.name)
+                    store(flag, None)
                     j += 1
             else:
                 positional.append(arg)

@@ -14,11 +14,11 @@ import signal
 import sys
 
 from simulator.cli.client import Client, ConnectError, DaemonError
-from simulator.cli.flags import Command, Context, Flag, StatusError, UsageError
+from simulator.cli.flags import Command, Context, Flag, Options, StatusError, UsageError
 
 CLIENT_VERSION = "28.2.2"
 CLIENT_GIT_COMMIT = "e6534b4"
-COMMAND_MODULES = ("containers", "images", "volumes", "system", "manifest")
+COMMAND_MODULES = ("containers", "images", "volumes", "system", "manifest", "build", "networks")
 
 COMMON_ORDER = [
     "run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "search",
@@ -30,6 +30,7 @@ MANAGEMENT = {
     "container": "Manage containers",
     "image": "Manage images",
     "manifest": "Manage Docker image manifests and manifest lists",
+    "network": "Manage networks",
     "system": "Manage Docker",
     "volume": "Manage volumes",
 }
@@ -87,7 +88,8 @@ def build_root() -> tuple[Command, dict[str, Command]]:
 
 def _help_order(command: Command) -> tuple[int, int, str]:
     group = GROUP_ORDER.index(command.group) if command.group in GROUP_ORDER else len(GROUP_ORDER)
-    common = COMMON_ORDER.index(command.name) if command.name in COMMON_ORDER else 0
+    listed = command.group == "Common Commands" and command.name in COMMON_ORDER
+    common = COMMON_ORDER.index(command.name) if listed else 0
     return group, common, command.name
 
 
@@ -95,7 +97,11 @@ def print_usage_error(error: UsageError, stderr) -> None:  # noqa: ANN001
     command = error.command
     message = str(error)
     prefix = "docker: " if error.status == 1 else ""
-    hint = "See" if command.name in ("run", "create", "exec") and error.status == 1 else "Run"
+    # cobra's RequiresMinArgs says "See"; every other check, and a bad flag, says "Run".
+    minimum_only = "requires at least" in message and "at most" not in message
+    hint = "See" if error.status == 1 and minimum_only else "Run"
+    if error.status == 1 and "requires at most" in message and "at least" not in message:
+        hint = "SRun"  # sic: cobra's RequiresMaxArgs prints "SRun"
     stderr.write(
         f"{prefix}{message}\n\nUsage:  {command.usage_line()}\n\n"
         f"{hint} '{command.path} --help' for more information\n"
@@ -109,7 +115,7 @@ def _resolve(root: Command, argv: list[str]) -> tuple[Command, list[str], dict]:
     while rest and command.subcommands:
         found = command.find(rest[0])
         if found is None:
-            if command.run is None:
+            if command.run is None and not rest[0].startswith("-"):
                 raise UsageError(f"unknown command: {command.path} {rest[0]}", command, 1)
             break
         command = found
@@ -153,11 +159,55 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(command, rest, context)
 
 
+def engine_features(context: Context) -> tuple[str, bool] | None:
+    """The engine's OS type and whether it is experimental, from its ping; None when it
+    doesn't answer (Docker then shows and allows every flag)."""
+    try:
+        context.client.version  # noqa: B018 - the ping that tells what the engine has
+    except (ConnectError, DaemonError, OSError):
+        return None
+    headers = context.client.server_headers
+    return headers.get("ostype", ""), headers.get("docker-experimental", "") == "true"
+
+
+def unsupported_reason(flag: Flag, os_type: str, experimental: bool) -> str:
+    """Why the engine can't honour ``flag`` (Docker's message), or "" if it can."""
+    if flag.needs == "experimental" and not experimental:
+        return (
+            f'"--{flag.name}" is only supported on a Docker daemon with experimental features '
+            "enabled"
+        )
+    if flag.needs not in ("", "experimental") and os_type and flag.needs != os_type:
+        return (
+            f'"--{flag.name}" is only supported on a Docker daemon running on {flag.needs}, '
+            f"but the Docker daemon is running on {os_type}"
+        )
+    return ""
+
+
+def hide_unsupported_flags(command: Command, context: Context) -> None:
+    """Docker's help leaves out the flags the engine can't honour (another OS's, experimental
+    ones), when the engine answers its ping."""
+    if any(flag.needs for flag in command.flags) and (found := engine_features(context)):
+        for flag in command.flags:
+            flag.hidden = flag.hidden or bool(unsupported_reason(flag, *found))
+
+
+def refuse_unsupported_flags(command: Command, options: Options, context: Context) -> None:
+    """A flag the engine can't honour, given on the command line, is an error (status 1)."""
+    given = [flag for flag in command.flags if flag.needs and options.given(flag.name)]
+    if given and (found := engine_features(context)):
+        for flag in given:
+            if reason := unsupported_reason(flag, *found):
+                raise StatusError(1, reason)
+
+
 def run_command(command: Command, argv: list[str], context: Context) -> int:
     """Parse ``argv`` for ``command`` and run it, turning failures into Docker's messages."""
     try:
         options, positional = command.parse(argv)
         if options.get("help"):
+            hide_unsupported_flags(command, context)
             context.stdout.write(command.help_text())
             return 0
         if command.run is None:
@@ -166,6 +216,7 @@ def run_command(command: Command, argv: list[str], context: Context) -> int:
             context.stderr.write(command.help_text())
             return 0
         command.args.check(command, len(positional))
+        refuse_unsupported_flags(command, options, context)
         status = command.run(context, options, positional)
         return status or 0
     except UsageError as error:
