@@ -1,7 +1,10 @@
-"""`docker run --rm busybox true` and `docker ps` with 20 containers: the real docker CLI 28
-against our engine, beside the same CLI against a reference dockerd (Debian's docker.io)
-started with its own data root and the same busybox image loaded. Interleaved runs,
-medians. Must run as root. Prints figures only. (Our own CLI is not written yet.)
+"""`docker run --rm busybox true` and `docker ps` with 20 containers, in three configurations:
+(a) our CLI (`python -m simulator.cli`) against our engine, (b) the real docker CLI 28 against
+our engine, (c) the real CLI against a reference dockerd (Debian's docker.io) started with its
+own data root and the same busybox image loaded. Our engine runs in a network namespace of
+its own, reaching the hub through a portal. Interleaved runs, medians, and each median's
+ratio to (c). Must run as root. Prints figures only; a configuration whose command fails is
+reported as failing and left out of the later runs.
 """
 
 from __future__ import annotations
@@ -16,23 +19,54 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from simulator.engine.containers import runtime_root_for  # noqa: E402
 from simulator.hub.process import serving  # noqa: E402
 from simulator.hub.storage import DEFAULT_ROOT  # noqa: E402
 from tests.support.dockerd import find_docker_cli, load_image, reference_dockerd  # noqa: E402
+from tests.support.netns import NetworkNamespace  # noqa: E402
+
+CONTAINERS = 20
 
 
-def start_engine(workdir: Path, mirror: str) -> tuple[subprocess.Popen, Path]:
+@dataclass
+class Configuration:
+    """A CLI and the engine it talks to, with the times measured so far."""
+
+    label: str
+    cli: list[str]
+    env: dict[str, str]
+    times: dict[str, list[float]] = field(default_factory=dict)
+    failure: str = ""
+
+    def timed(self, name: str, *args: str) -> None:
+        """Run the CLI once; record the time under ``name``, or the failure."""
+        if self.failure:
+            return
+        started = time.perf_counter()
+        result = subprocess.run(
+            [*self.cli, *args], env=self.env, cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            output = (result.stderr.strip() or result.stdout.strip()).splitlines() or [""]
+            self.failure = f"`docker {' '.join(args)}` exited with {result.returncode}: {output[0]}"
+            return
+        self.times.setdefault(name, []).append(elapsed)
+
+
+def start_engine(workdir: Path, netns: NetworkNamespace, mirror: str) -> subprocess.Popen:
     sock = workdir / "engine.sock"
     engine = subprocess.Popen(
-        [sys.executable, "-m", "simulator.engine", "--data-root", str(workdir / "data"),
-         "--layer-root", str(workdir / "layers"), "--host", f"unix://{sock}",
-         "--mirror", f"http://{mirror}", "--offline",
-         "--cgroup-parent", f"/slipway-bench/{os.getpid()}"],
+        netns.command([sys.executable, "-m", "simulator.engine"])
+        + ["--data-root", str(workdir / "data"), "--layer-root", str(workdir / "layers"),
+           "--host", f"unix://{sock}", "--mirror", f"http://{mirror}", "--offline",
+           "--cgroup-parent", f"/slipway-bench/{os.getpid()}"],
         cwd=REPO_ROOT,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -41,7 +75,7 @@ def start_engine(workdir: Path, mirror: str) -> tuple[subprocess.Popen, Path]:
         try:
             with socket.socket(socket.AF_UNIX) as probe:
                 probe.connect(str(sock))
-            return engine, sock
+            return engine
         except OSError:
             time.sleep(0.05)
     engine.kill()
@@ -60,78 +94,99 @@ def remove_cgroups(relative: str) -> None:
                         pass
 
 
-def timed(cli: Path, env: dict[str, str], *args: str) -> float:
-    started = time.perf_counter()
-    subprocess.run([str(cli), *args], env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
+def cli_env(workdir: Path, host: str) -> dict[str, str]:
+    config = workdir / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    return dict(os.environ, DOCKER_HOST=host, DOCKER_CONFIG=str(config))
+
+
+def measure(configurations: list[Configuration], runs: int) -> None:
+    """Warm up, then the interleaved runs: `run --rm`, then `ps` with 20 containers."""
+    for config in configurations:
+        config.timed("warm-up", "run", "--rm", "busybox", "true")
+    for _ in range(runs):
+        for config in configurations:
+            config.timed("run", "run", "--rm", "busybox", "true")
+    names = [f"bench{n}" for n in range(CONTAINERS)]
+    for config in (configurations[1], configurations[2]):  # one set per engine
+        for name in names:
+            config.timed("create", "run", "-d", "--name", name, "busybox", "sleep", "600")
+    for _ in range(runs):
+        for config in configurations:
+            config.timed("ps", "ps")
+
+
+def report(configurations: list[Configuration], runs: int) -> None:
+    letters = "abc"
+    print(f"{runs} interleaved runs each; medians in ms, and their ratio to (c)\n")
+    for letter, config in zip(letters, configurations, strict=True):
+        print(f"({letter}) {config.label}: {' '.join(config.cli)}")
+        if config.failure:
+            print(f"    failed: {config.failure}")
+    header = "".join(f"{f'({letter}) ms':>10}{'ratio':>7}" for letter in letters)
+    print(f"\n{'command':<36}{header}")
+    for name, label in (
+        ("run", "docker run --rm busybox true"),
+        ("ps", f"docker ps ({CONTAINERS} running containers)"),
+    ):
+        reference = configurations[-1].times.get(name, [])
+        cells = ""
+        for config in configurations:
+            times = config.times.get(name, [])
+            if len(times) < runs:
+                cells += f"{'-':>10}{'':>7}"
+                continue
+            median = statistics.median(times) * 1000
+            ratio = (
+                f"{statistics.median(times) / statistics.median(reference):.2f}"
+                if (len(reference) == runs)
+                else ""
+            )
+            cells += f"{median:>10.0f}{ratio:>7}"
+        print(f"{label:<36}{cells}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    cli = find_docker_cli()
+    real_cli = [str(find_docker_cli())]
+    our_cli = [sys.executable, "-m", "simulator.cli"]
+    names = [f"bench{n}" for n in range(CONTAINERS)]
     with tempfile.TemporaryDirectory(prefix="slipway-bench-engine-") as tmp:
         workdir = Path(tmp)
-        (workdir / "config").mkdir()
         with serving(DEFAULT_ROOT) as hub:
-            engine, sock = start_engine(workdir, hub)
-            ours = dict(
-                os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(workdir / "config")
-            )
+            netns = NetworkNamespace()
+            netns.portal(hub)
+            engine = start_engine(workdir, netns, hub)
+            host = f"unix://{workdir / 'engine.sock'}"
+            ours = cli_env(workdir / "ours", host)
             try:
-                subprocess.run([str(cli), "pull", "-q", "busybox"], env=ours, check=True)
+                subprocess.run([*real_cli, "pull", "-q", "busybox"], env=ours, check=True)
                 archive = workdir / "busybox.tar"
                 subprocess.run(
-                    [str(cli), "save", "-o", str(archive), "busybox"], env=ours, check=True
+                    [*real_cli, "save", "-o", str(archive), "busybox"], env=ours, check=True
                 )
                 with reference_dockerd(workdir / "ref") as reference:
                     load_image(reference, archive)
-                    theirs = reference.env
-                    for env in (ours, theirs):  # warm up
-                        timed(cli, env, "run", "--rm", "busybox", "true")
-                    run_ours, run_theirs = [], []
-                    for _ in range(args.runs):
-                        run_ours.append(timed(cli, ours, "run", "--rm", "busybox", "true"))
-                        run_theirs.append(timed(cli, theirs, "run", "--rm", "busybox", "true"))
-                    for env in (ours, theirs):
-                        for n in range(20):
-                            timed(
-                                cli,
-                                env,
-                                "run",
-                                "-d",
-                                "--name",
-                                f"bench{n}",
-                                "busybox",
-                                "sleep",
-                                "600",
-                            )
-                    ps_ours, ps_theirs = [], []
-                    for _ in range(args.runs):
-                        ps_ours.append(timed(cli, ours, "ps"))
-                        ps_theirs.append(timed(cli, theirs, "ps"))
-                    for env in (ours, theirs):
-                        names = [f"bench{n}" for n in range(20)]
-                        subprocess.run([str(cli), "rm", "-f", *names], env=env, capture_output=True)
+                    configurations = [
+                        Configuration("our CLI, our engine", our_cli, cli_env(workdir / "a", host)),
+                        Configuration("real CLI, our engine", real_cli, ours),
+                        Configuration("real CLI, reference dockerd", real_cli, reference.env),
+                    ]
+                    measure(configurations, args.runs)
+                    subprocess.run(
+                        [*real_cli, "rm", "-f", *names], env=reference.env, capture_output=True
+                    )
             finally:
-                subprocess.run(
-                    [str(cli), "rm", "-f", *[f"bench{n}" for n in range(20)]],
-                    env=ours,
-                    capture_output=True,
-                )
+                subprocess.run([*real_cli, "rm", "-f", *names], env=ours, capture_output=True)
                 engine.send_signal(signal.SIGTERM)
                 engine.wait(timeout=30)
+                netns.close()
                 shutil.rmtree(workdir / "data", ignore_errors=True)
+                shutil.rmtree(runtime_root_for(workdir / "data"), ignore_errors=True)
                 remove_cgroups(f"slipway-bench/{os.getpid()}")
-    print(f"{args.runs} interleaved runs each, medians, real docker CLI {cli}\n")
-    print(f"{'command':<36}{'our engine ms':>15}{'dockerd ms':>12}{'ratio':>8}")
-    for label, a, b in (
-        ("docker run --rm busybox true", run_ours, run_theirs),
-        ("docker ps (20 running containers)", ps_ours, ps_theirs),
-    ):
-        ma, mb = statistics.median(a) * 1000, statistics.median(b) * 1000
-        print(f"{label:<36}{ma:>15.0f}{mb:>12.0f}{ma / mb:>8.2f}")
+    report(configurations, args.runs)
     return 0
 
 
