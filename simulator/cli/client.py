@@ -7,7 +7,6 @@ responses (pull progress, logs, events) and hijacked connections (attach, exec).
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -40,31 +39,114 @@ def _version_tuple(text: str) -> tuple[int, ...]:
         return (0,)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            409: "Conflict", 500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
+
+class Headers(dict):
+    """Response headers; names match whatever their case."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+
+class _BodyReader:
+    """The body of one answer, by Content-Length, chunked, or up to the end of the stream."""
+
+    def __init__(self, stream: Any, headers: Headers, method: str, status: int) -> None:
+        self.stream = stream
+        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        length = headers.get("content-length")
+        self.remaining: int | None = int(length) if length and not self.chunked else None
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            self.remaining = 0
+            self.chunked = False
+        self.chunk_left = 0
+        self.done = self.remaining == 0
+
+    def read1(self, size: int = 65536) -> bytes:
+        """Some of the body as soon as it is there; b"" at its end."""
+        if self.done:
+            return b""
+        if self.chunked:
+            if self.chunk_left == 0:
+                line = self.stream.readline()
+                self.chunk_left = int(line.split(b";")[0].strip() or b"0", 16) if line else 0
+                if self.chunk_left == 0:
+                    while line and line not in (b"\r\n", b"\n"):
+                        line = self.stream.readline()  # trailers, up to the empty line
+                    self.done = True
+                    return b""
+            data = self.stream.read1(min(size, self.chunk_left))
+            if not data:
+                self.done = True
+                return b""
+            self.chunk_left -= len(data)
+            if self.chunk_left == 0:
+                self.stream.readline()  # the CRLF after the chunk
+            return data
+        want = size if self.remaining is None else min(size, self.remaining)
+        data = self.stream.read1(want)
+        if not data:
+            self.done = True
+            return b""
+        if self.remaining is not None:
+            self.remaining -= len(data)
+            self.done = self.remaining == 0
+        return data
+
+    def read_all(self) -> bytes:
+        parts = []
+        while data := self.read1(1 << 20):
+            parts.append(data)
+        return b"".join(parts)
+
+    def read(self, size: int = -1) -> bytes:
+        """File-style: ``size`` bytes, fewer only at the end (all that is left if negative)."""
+        if size is None or size < 0:
+            return self.read_all()
+        parts, wanted = [], size
+        while wanted > 0 and (data := self.read1(wanted)):
+            parts.append(data)
+            wanted -= len(data)
+        return b"".join(parts)
 
 
 class Response:
     """A finished or streaming answer."""
 
-    def __init__(self, connection: http.client.HTTPConnection, raw: http.client.HTTPResponse):
-        self.connection = connection
-        self.raw = raw
-        self.status = raw.status
-        self.headers = raw.headers
+    def __init__(self, sock: socket.socket, method: str) -> None:
+        self.sock = sock
+        self.stream = stream = sock.makefile("rb")
+        status_line = stream.readline()
+        if not status_line:
+            self.close()
+            raise ConnectError("error during connect: the engine closed the connection")
+        parts = status_line.decode("latin-1").split(None, 2)
+        try:
+            self.status = int(parts[1])
+        except (IndexError, ValueError):
+            self.close()
+            raise ConnectError(f"malformed HTTP response {status_line!r}") from None
+        self.headers = Headers()
+        while True:
+            line = stream.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+        self.body = _BodyReader(stream, self.headers, method, self.status)
+        self.raw = self.body  # the body as a file, to read as it arrives
 
     def read(self) -> bytes:
         try:
-            return self.raw.read()
+            return self.body.read_all()
         finally:
             self.close()
 
@@ -75,10 +157,7 @@ class Response:
     def chunks(self, size: int = 65536) -> Iterator[bytes]:
         """The body as it arrives."""
         try:
-            while True:
-                data = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
-                if not data:
-                    return
+            while data := self.body.read1(size):
                 yield data
         finally:
             self.close()
@@ -101,8 +180,8 @@ class Response:
                 yield value
 
     def close(self) -> None:
-        self.raw.close()
-        self.connection.close()
+        self.stream.close()
+        self.sock.close()
 
 
 class Hijacked:
@@ -154,11 +233,21 @@ class Client:
 
     # -- connections --------------------------------------------------------------------------
 
-    def _connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float | None = None) -> socket.socket:
         if self.scheme == "unix":
-            return _UnixConnection(self.address, timeout)
-        host, _, port = self.address.rpartition(":")
-        return http.client.HTTPConnection(host or self.address, int(port or 2375), timeout=timeout)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: Any = self.address
+        else:
+            host, _, port = self.address.rpartition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (host or self.address, int(port or 2375))
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            sock.close()
+            raise self._cannot_connect() from None
+        return sock
 
     def _cannot_connect(self) -> ConnectError:
         return ConnectError(
@@ -208,33 +297,40 @@ class Client:
         timeout: float | None = None,
     ) -> Response:
         target = self.url(path, params, versioned)
-        connection = self._connection(timeout)
-        all_headers = {"User-Agent": "Docker-Client/28.2.2 (linux)", **(headers or {})}
-        if body is not None and not isinstance(body, (bytes, bytearray)):
-            all_headers.setdefault("Transfer-Encoding", "chunked")
+        sock = self._connect(timeout)
+        all_headers = {
+            "Host": "api.moby.localhost" if self.scheme == "unix" else self.address,
+            "User-Agent": "Docker-Client/28.2.2 (linux)",
+            **(headers or {}),
+        }
+        streamed = body is not None and not isinstance(body, (bytes, bytearray))
+        if streamed:
+            all_headers["Transfer-Encoding"] = "chunked"
+        elif body is not None or method in ("POST", "PUT"):
+            all_headers["Content-Length"] = str(len(body or b""))
+        head = f"{method} {target} HTTP/1.1\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in all_headers.items()
+        )
         try:
+            sock.sendall(head.encode("latin-1") + b"\r\n")
+            if streamed:
+                while block := body.read(1 << 16):  # type: ignore[union-attr]
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+                sock.sendall(b"0\r\n\r\n")
+            elif body:
+                sock.sendall(body)  # type: ignore[arg-type]
+        except (BrokenPipeError, ConnectionResetError) as error:
+            # The engine answered (an error, say) before reading the whole body.
             try:
-                connection.request(
-                    method,
-                    target,
-                    body=body,
-                    headers=all_headers,
-                    encode_chunked=body is not None and not isinstance(body, (bytes, bytearray)),
-                )
-            except (BrokenPipeError, ConnectionResetError) as error:
-                # The engine answered (an error, say) before reading the whole body.
-                try:
-                    raw = connection.getresponse()
-                except (http.client.HTTPException, OSError):
-                    connection.close()
-                    message = f"error during connect: {method} {target}: {error}"
-                    raise ConnectError(message) from None
-                return Response(connection, raw)
-            raw = connection.getresponse()
-        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
-            connection.close()
-            raise self._cannot_connect() from None
-        return Response(connection, raw)
+                return Response(sock, method)
+            except (ConnectError, OSError):
+                sock.close()
+                message = f"error during connect: {method} {target}: {error}"
+                raise ConnectError(message) from None
+        except BaseException:
+            sock.close()
+            raise
+        return Response(sock, method)
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -269,7 +365,7 @@ class Client:
             message = json.loads(body).get("message", "")
         except (ValueError, AttributeError):
             message = body.decode("utf-8", "replace").strip()
-        return DaemonError(answer.status, message or http.client.responses.get(answer.status, ""))
+        return DaemonError(answer.status, message or _REASONS.get(answer.status, ""))
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", path, params).json()
