@@ -11,15 +11,19 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from simulator.cli.units import human_size
+from simulator.images import oci
 from tests.build.conftest import MULTI_APP, NODE_APP, CliRun, write_tree
 from tests.engine.conftest import RunningEngine
 
@@ -123,7 +127,6 @@ def test_course_node_app_builds_with_buildkit_progress_and_history(
         real("rm", "-f", "web")
 
 
-@pytest.mark.xfail(reason="publishing ports comes with issue #5", strict=False)
 def test_course_node_app_serves_on_a_published_port(
     engine: RunningEngine, slipway: CliRun, real: CliRun, node_app: Path
 ) -> None:
@@ -443,3 +446,242 @@ def test_legacy_stream_messages_build_args_labels_and_quiet(engine: RunningEngin
     quiet = api.request("POST", "/v1.50/build?q=1&nocache=1", context).lines()
     built = [m["aux"]["ID"] for m in quiet if "aux" in m][-1]
     assert [m["stream"] for m in quiet if "stream" in m] == [f"{built}\n"]
+
+
+# -- the build cache in /system/df, and /build/prune ------------------------------------------
+
+CACHED_APP = {
+    "Dockerfile": "FROM busybox\nRUN echo one > /one\nWORKDIR /tmp\nCOPY a.txt /a.txt\n"
+    "RUN echo two > /two\n",
+    "a.txt": "a\n",
+}
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"{result.args}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def table(output: str) -> list[list[str]]:
+    """The rows of a docker table, its cells split on runs of two or more spaces."""
+    return [re.split(r"\s{2,}", line.strip()) for line in output.strip().splitlines()]
+
+
+def cache_records(engine: RunningEngine) -> list[dict[str, Any]]:
+    answer = engine.api().get("/v1.50/system/df?type=build-cache")
+    assert answer.status == 200, answer.body
+    return answer.json()["BuildCache"]
+
+
+def _blobs(engine: RunningEngine) -> set[str]:
+    content = engine.layer_root.with_name(engine.layer_root.name + "-content")
+    return {path.name for path in (content / "blobs").rglob("*") if path.is_file()}
+
+
+def _deleted(output: str) -> tuple[set[str], str]:
+    """What ``docker builder prune`` printed: the IDs it deleted, and its total."""
+    head, _, total = output.rpartition("Total reclaimed space: ")
+    lines = head.strip().splitlines()
+    if lines:
+        assert lines[0] == "Deleted build cache objects:"
+    return set(lines[1:]), total.strip()
+
+
+def test_the_build_cache_shows_in_system_df_and_builder_prune_releases_it(
+    engine: RunningEngine, real: CliRun, tmp_path: Path
+) -> None:
+    context = write_tree(tmp_path / "app", CACHED_APP)
+    ok(real("pull", "busybox"))
+    layers, blobs = _layers(engine), _blobs(engine)
+    ok(real("build", "-t", "cached", str(context)))
+    records = cache_records(engine)
+    layer_ids = image_json(real, "cached")["RootFS"]["Layers"]
+    chains = [chain.removeprefix("sha256:") for chain in oci.chain_ids(layer_ids)]
+    assert [record["ID"] for record in records] == chains[1:]  # RUN, COPY, RUN; not WORKDIR
+    assert [record.get(" Parents") for record in records] == [None, chains[1:2], chains[2:3]]
+    for record in records:
+        assert (record["Type"], record["InUse"], record["Shared"]) == ("regular", False, True)
+        assert record["Size"] > 0 and record["UsageCount"] == 1
+        assert record["LastUsedAt"] == record["CreatedAt"]
+    old = engine.api().get("/v1.41/system/df").json()  # moby's shape before API 1.42
+    assert [record.get("Parent") for record in old["BuildCache"]] == [None, *chains[1:3]]
+    assert not any(" Parents" in record for record in old["BuildCache"])
+    assert old["BuilderSize"] == sum(record["Size"] for record in records)
+    assert table(ok(real("system", "df")))[4] == ["Build Cache", "3", "0", "0B", "0B"]
+    verbose = ok(real("system", "df", "-v"))
+    rows = table(verbose.partition("Build cache usage: 0B\n")[2])
+    assert rows[0] == ["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]
+    assert sorted(row[0] for row in rows[1:]) == sorted(chain[:12] for chain in chains[1:])
+    assert {(row[1], row[5], row[6]) for row in rows[1:]} == {("regular", "1", "true")}
+
+    ok(real("build", "-t", "cached", str(context)))
+    assert [record["UsageCount"] for record in cache_records(engine)] == [2, 2, 2]
+    assert _deleted(ok(real("builder", "prune", "-f"))) == (set(), "0B")  # all shared
+    ok(real("rmi", "cached"))
+    private = sum(record["Size"] for record in cache_records(engine))
+    assert table(ok(real("system", "df")))[4][1:] == ["3", "0", *[human_size(private)] * 2]
+    deleted, total = _deleted(ok(real("builder", "prune", "-f")))
+    assert (deleted, total) == (set(chains[1:]), human_size(private))
+    assert cache_records(engine) == []
+    assert _layers(engine) == layers and _blobs(engine) == blobs
+    assert json.loads((engine.data_root / "build" / "cache.json").read_text()) == {}
+    rebuilt = ok(real("build", "-t", "cached", str(context)))
+    assert " ---> Using cache\n" not in rebuilt
+
+
+def _private_chain(engine: RunningEngine, real: CliRun, tmp_path: Path) -> list[dict[str, Any]]:
+    """Three cache records, one on the other, that no image uses."""
+    context = write_tree(
+        tmp_path / "chain",
+        {
+            "Dockerfile": "FROM busybox\n"
+            + "".join(f"RUN head -c {n}000 /dev/zero > /f{n}\n" for n in (100, 200, 300))
+        },
+    )
+    ok(real("build", "-t", "chain", str(context)))
+    ok(real("rmi", "chain"))
+    records = cache_records(engine)
+    assert len(records) == 3 and not any(record["Shared"] for record in records)
+    return records
+
+
+def test_builder_prune_filters_and_space_limits_work_as_buildkits(
+    engine: RunningEngine, real: CliRun, tmp_path: Path
+) -> None:
+    bottom, middle, top = _private_chain(engine, real, tmp_path)
+    total = bottom["Size"] + middle["Size"] + top["Size"]
+    nothing = (set(), "0B")
+    prune = ("builder", "prune", "-f")
+    assert _deleted(ok(real(*prune, "--filter", f"id={bottom['ID']}"))) == nothing  # held
+    assert _deleted(ok(real(*prune, "--filter", "until=24h"))) == nothing  # used since
+    assert _deleted(ok(real(*prune, "--filter", "type=frontend"))) == nothing
+    assert _deleted(ok(real(*prune, "--filter", "shared=true"))) == nothing  # no value: a flag
+    assert _deleted(ok(real(*prune, "--keep-storage", str(total + 1)))) == nothing
+    # Down to a size: one record at a time, only those nothing sits on.
+    assert _deleted(ok(real(*prune, "--keep-storage", str(total - 1)))) == (
+        {top["ID"]},
+        human_size(top["Size"]),
+    )
+    assert _deleted(ok(real(*prune, "--filter", f"id=^{middle['ID'][:8]}"))) == (
+        {middle["ID"]},
+        human_size(middle["Size"]),
+    )
+    answer = engine.api().request(
+        "POST", "/v1.50/build/prune?all=1&filters=%7B%22private%22%3A%7B%7D%7D"
+    )
+    assert answer.json() == {"CachesDeleted": [bottom["ID"]], "SpaceReclaimed": bottom["Size"]}
+    assert cache_records(engine) == []
+    empty = engine.api().request("POST", "/v1.50/build/prune")
+    assert empty.json() == {"CachesDeleted": None, "SpaceReclaimed": 0}
+
+
+def test_builder_prune_refuses_what_docker_refuses_in_its_words(
+    engine: RunningEngine, real: CliRun
+) -> None:
+    failed = "Error response from daemon: failed to prune build cache: "
+    for filters, message in (
+        (["foo=bar"], "invalid filter 'foo'"),
+        (["mutable=1"], "invalid filter 'mutable'"),
+        (["id=a", "id=b"], "filters expect only one value"),
+        (["until=1h", "unused-for=1h"], 'conflicting filters: "until" and "unused-for"'),
+        (
+            ["until=soon"],
+            "\"until\" filter expects a duration (e.g., '24h') or a timestamp: "
+            'failed to parse value as time or duration: "soon"',
+        ),
+        (
+            ["inuse="],
+            "failed to parse prune filters [inuse==]: filters: parse error: [inuse==]: "
+            "expected value or quoted: invalid argument",
+        ),
+    ):
+        arguments = [part for value in filters for part in ("--filter", value)]
+        refused = real("builder", "prune", "-f", *arguments)
+        assert (refused.returncode, refused.stderr.splitlines()[-1]) == (1, failed + message)
+    api = engine.api()
+    bad = api.request("POST", "/v1.50/build/prune?keep-storage=12x")
+    assert (bad.status, bad.json()["message"]) == (
+        400,
+        'keep-storage is in bytes and expects an integer, got 12x: strconv.Atoi: parsing "12x": '
+        "invalid syntax",
+    )
+    # reserved-space and the others came with API 1.48; an older client's are not read.
+    assert api.request("POST", "/v1.47/build/prune?reserved-space=x").status == 200
+    assert api.request("POST", "/v1.48/build/prune?reserved-space=x").status == 400
+
+
+def _process_running(argv: list[str]) -> int | None:
+    wanted = ("\0".join(argv) + "\0").encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == wanted:
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def test_a_record_a_running_build_sits_on_is_in_use_and_kept(
+    engine: RunningEngine, real: CliRun, tmp_path: Path
+) -> None:
+    sleeper = ["sleep", "987654"]
+    context = write_tree(
+        tmp_path / "busy",
+        {"Dockerfile": f"FROM busybox\nRUN echo base > /base\nRUN {' '.join(sleeper)}\n"},
+    )
+    builds: list[subprocess.CompletedProcess[str]] = []
+    thread = threading.Thread(target=lambda: builds.append(real("build", str(context))))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while (pid := _process_running(sleeper)) is None:
+            assert time.monotonic() < deadline and thread.is_alive(), builds
+            time.sleep(0.1)
+        [record] = cache_records(engine)
+        assert (record["InUse"], record["Shared"]) == (True, False)
+        verbose = ok(real("system", "df", "-v")).partition("Build cache usage: ")[2]
+        size, _, rows = verbose.partition("\n\n")
+        assert size == human_size(record["Size"])  # in use, still counted
+        assert table(rows)[1][0] == record["ID"][:12] + "*"
+        assert table(ok(real("system", "df")))[4][1:3] == ["1", "1"]
+        assert _deleted(ok(real("builder", "prune", "-af"))) == (set(), "0B")
+    finally:
+        pid = _process_running(sleeper)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)  # the RUN this test started
+        thread.join(300)
+    assert builds[0].returncode != 0
+    [record] = cache_records(engine)
+    assert record["InUse"] is False
+    assert _deleted(ok(real("builder", "prune", "-f"))) == (
+        {record["ID"]},
+        human_size(record["Size"]),
+    )
+    assert _leftovers(engine) == {"snapshots": [], "build dirs": [], "mounts": []}
+
+
+def test_docker_system_prune_prunes_the_build_cache_too(
+    engine: RunningEngine, real: CliRun, tmp_path: Path
+) -> None:
+    context = write_tree(tmp_path / "app", CACHED_APP)
+    ok(real("build", "-t", "cached", str(context)))
+    ids = {record["ID"] for record in cache_records(engine)}
+    pruned = ok(real("system", "prune", "-af"))
+    deleted, _ = _deleted("".join(pruned.partition("Deleted build cache objects:")[1:]))
+    assert deleted == ids and len(ids) == 3
+    assert re.fullmatch(r"Total reclaimed space: [0-9.]+[kM]?B", pruned.splitlines()[-1])
+    assert cache_records(engine) == [] and ok(real("images", "-aq")) == ""
+
+
+def test_a_refused_build_reads_its_context_first(engine: RunningEngine) -> None:
+    noise = random.Random(7).randbytes(8 << 20)
+    connection = engine.api().connection()
+    try:
+        connection.request("POST", "/v1.50/build?version=2", body=noise)
+        answer = connection.getresponse()
+        assert answer.status == 400
+        assert json.loads(answer.read())["message"].startswith("BuildKit sessions")
+        connection.request("GET", "/_ping")
+        assert connection.getresponse().read() == b"OK"
+    finally:
+        connection.close()

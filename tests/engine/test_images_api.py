@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
+import subprocess
 import tarfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.engine.conftest import (
     RunningEngine,
 )
 from tests.support import basic_auth
+from tests.support.dockerd import DockerdHandle, ReferenceDockerdError, reference_dockerd
 
 ERROR_PREFIX = "Error response from daemon: "
 
@@ -430,3 +433,78 @@ def test_x_registry_auth_is_decoded_and_used_for_the_pull(
     assert pulled.lines()[-1] == {
         "status": f"Status: Downloaded newer image for {basic_auth_front}/library/busybox:latest"
     }
+
+
+# -- refused uploads --------------------------------------------------------------------------
+
+# Debian's dockerd 20.10 says this before the tar error; Docker 28 untars in-process and
+# says the error alone, as this engine does.
+OLD_UNTAR_PREFIX = "Error processing tar file(exit status 1): "
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerdHandle]:
+    try:
+        with reference_dockerd(tmp_path_factory.mktemp("upload-reference")) as handle:
+            yield handle
+    except ReferenceDockerdError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def test_a_refused_load_or_import_reads_the_upload_so_the_cli_shows_dockers_error(
+    docker: DockerRun, reference: DockerdHandle, tmp_path: Path
+) -> None:
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(random.Random(4).randbytes(24 << 20))  # more than sockets buffer
+    not_a_tar = tmp_path / "notatar.txt"
+    not_a_tar.write_text("this is not a tar archive\n")
+    cases = [
+        ("load", "-i", str(noise)),
+        ("import", str(noise)),
+        ("import", "--change", "FOO bar", str(noise)),
+        ("import", str(not_a_tar)),
+    ]
+
+    def answers(run: Callable[..., subprocess.CompletedProcess[str]]) -> list[tuple[int, str]]:
+        results = [run(*case) for case in cases]
+        results.append(run("load", input=not_a_tar.read_text()))  # docker load < notatar.txt
+        return [(r.returncode, r.stderr.replace(OLD_UNTAR_PREFIX, "")) for r in results]
+
+    ours = answers(docker)
+
+    def on_reference(*arguments: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return reference.docker(*arguments, check=False, stdin=input)
+
+    assert ours == answers(on_reference)
+    assert ours == [
+        (1, "archive/tar: invalid tar header\n"),
+        (1, ERROR_PREFIX + "archive/tar: invalid tar header\n"),
+        (1, ERROR_PREFIX + "foo is not a valid change command\n"),
+        (1, ERROR_PREFIX + "unexpected EOF\n"),
+        (1, "unexpected EOF\n"),
+    ]
+    assert docker("images", "-q").stdout == ""
+
+
+def test_a_refused_upload_keeps_the_connection_for_the_next_request(engine: RunningEngine) -> None:
+    noise = random.Random(5).randbytes(8 << 20)
+    connection = engine.api().connection()
+    try:
+        for path in ("/v1.50/images/create?fromSrc=-&changes=FOO%20bar", "/v1.50/images/load"):
+            connection.request("POST", path, body=noise)
+            answer = connection.getresponse()
+            body = answer.read()
+            if path.endswith("load"):
+                assert answer.status == 200
+                assert json.loads(body.splitlines()[-1])["error"] == (
+                    "archive/tar: invalid tar header"
+                )
+            else:
+                assert (answer.status, json.loads(body)) == (
+                    400,
+                    {"message": "foo is not a valid change command"},
+                )
+        connection.request("GET", "/_ping")
+        assert connection.getresponse().read() == b"OK"
+    finally:
+        connection.close()

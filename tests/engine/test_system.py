@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.engine.conftest import (
     RunningEngine,
     raw_exchange,
 )
+from tests.support.dockerd import DockerdHandle, ReferenceDockerdError, reference_dockerd
 
 # Fields of the spec's SystemInfo that a Docker 28 on Linux leaves out when they are empty,
 # as this engine does.
@@ -393,3 +395,167 @@ def test_hosts_other_than_unix_sockets_are_refused(host: str, tmp_path: Path) ->
     )
     assert result.returncode == 1
     assert "unsupported host" in result.stderr
+
+
+# -- /system/df ----------------------------------------------------------------------------------
+
+SLEEPER = ("busybox", "sleep", "600")
+_UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+@pytest.fixture(scope="module")
+def reference(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerdHandle]:
+    """A reference dockerd pulling from our hub."""
+    try:
+        with reference_dockerd(
+            tmp_path_factory.mktemp("df-reference"),
+            ["--registry-mirror", hub.url, "--insecure-registry", hub.address],
+        ) as handle:
+            handle.reach(hub.address)
+            yield handle
+    except ReferenceDockerdError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"{result.args}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def table(output: str) -> list[list[str]]:
+    """The rows of a docker table, its cells split on runs of two or more spaces."""
+    return [re.split(r"\s{2,}", line.strip()) for line in output.strip().splitlines()]
+
+
+def size_of(text: str) -> float:
+    """Bytes from docker's human size (``23.6MB``, ``0B``), with any ``(40%)`` dropped."""
+    match = re.fullmatch(r"([0-9.]+)([kMG]?B)", text.split(" ")[0])
+    assert match, text
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def df_scenario(run: Callable[..., subprocess.CompletedProcess[str]]) -> tuple[str, str]:
+    """busybox and alpine pulled; a running container writing to a used volume, a stopped
+    one, an unused volume; then ``docker system df`` and ``docker system df -v``."""
+    for image in ("busybox", "alpine"):
+        ok(run("pull", "-q", image, timeout=300))
+    ok(run("volume", "create", "used"))
+    ok(run("volume", "create", "unused"))
+    ok(run("run", "-d", "--name", "runner", "-v", "used:/data", *SLEEPER))
+    ok(run("exec", "runner", "sh", "-c", "echo hello > /data/greeting; echo rw > /rw"))
+    ok(run("run", "--name", "stopped", "alpine", "sh", "-c", "echo x > /x"))
+    return ok(run("system", "df")), ok(run("system", "df", "-v"))
+
+
+def remove_scenario(run: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    run("rm", "-f", "runner", "stopped")
+    run("volume", "rm", "used", "unused")
+
+
+def verbose_sections(output: str) -> dict[str, list[list[str]]]:
+    """``df -v``'s tables by title, each without its header row."""
+    sections: dict[str, list[list[str]]] = {}
+    for block in output.split("\n\n"):
+        if block.rstrip().endswith(":") or block.startswith("Build cache usage"):
+            title = block.strip()
+        elif block.strip():
+            sections[title] = table(block)[1:]
+    return sections
+
+
+def test_system_df_shows_what_a_reference_dockerd_shows(
+    docker: DockerRun, reference: DockerdHandle
+) -> None:
+    def on_reference(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return reference.docker(*arguments, check=False, timeout=timeout)
+
+    try:
+        theirs = df_scenario(on_reference)
+    finally:
+        remove_scenario(on_reference)
+    try:
+        ours = df_scenario(docker)
+    finally:
+        remove_scenario(docker)
+    summary, theirs_summary = table(ours[0]), table(theirs[0])
+    assert (
+        [row[:3] for row in summary]
+        == [row[:3] for row in theirs_summary]
+        == [
+            ["TYPE", "TOTAL", "ACTIVE"],
+            ["Images", "2", "2"],
+            ["Containers", "2", "1"],
+            ["Local Volumes", "2", "1"],
+            ["Build Cache", "0", "0"],
+        ]
+    )
+    assert summary[3:] == theirs_summary[3:]  # volumes (6B, 0B reclaimable) and build cache
+    # The images' sizes count the same files; Docker adds symlinks' lengths (a few kB).
+    for mine, other in zip(summary[1][3:], theirs_summary[1][3:], strict=True):
+        assert size_of(mine) == pytest.approx(size_of(other), rel=0.01)
+    ours_v, theirs_v = verbose_sections(ours[1]), verbose_sections(theirs[1])
+    assert (
+        list(ours_v)
+        == list(theirs_v)
+        == [
+            "Images space usage:",
+            "Containers space usage:",
+            "Local Volumes space usage:",
+            "Build cache usage: 0B",
+        ]
+    )
+    assert ours_v["Build cache usage: 0B"] == theirs_v["Build cache usage: 0B"] == []
+    # REPOSITORY, TAG, IMAGE ID, CREATED and CONTAINERS; the sizes as above.
+    images = [[*row[:4], row[7]] for row in ours_v["Images space usage:"]]
+    assert images == [[*row[:4], row[7]] for row in theirs_v["Images space usage:"]]
+    assert sorted(row[0] for row in images) == ["alpine", "busybox"]
+    assert [row[4] for row in images] == ["1", "1"]
+
+    def containers(rows: list[list[str]]) -> list[tuple[str, ...]]:
+        """IMAGE, COMMAND, LOCAL VOLUMES, the STATUS without its time, and NAMES."""
+        return sorted((row[1], row[2], row[3], row[6].split(" ")[0], row[7]) for row in rows)
+
+    assert containers(ours_v["Containers space usage:"]) == containers(
+        theirs_v["Containers space usage:"]
+    )
+    assert containers(ours_v["Containers space usage:"]) == [
+        ("alpine", "\"sh -c 'echo x > /x'\"", "0", "Exited", "stopped"),
+        ("busybox", '"sleep 600"', "1", "Up", "runner"),
+    ]
+    volumes = sorted(ours_v["Local Volumes space usage:"])
+    assert volumes == sorted(theirs_v["Local Volumes space usage:"])
+    assert volumes == [["unused", "0", "0B"], ["used", "1", "6B"]]
+
+
+def test_system_df_answers_in_mobys_shape_by_type_and_version(
+    api: EngineApi, docker: DockerRun
+) -> None:
+    ok(docker("pull", "-q", "busybox"))
+    ok(docker("volume", "create", "kept"))
+    try:
+        ok(docker("run", "--name", "writer", "-v", "kept:/data", "busybox", "sh", "-c",
+                  "echo hello > /data/greeting; echo rw > /rw"))  # fmt: skip
+        usage = api.get("/v1.50/system/df").json()
+        assert list(usage) == ["LayersSize", "Images", "Containers", "Volumes", "BuildCache"]
+        [image] = usage["Images"]
+        assert image["Containers"] == 1 and usage["LayersSize"] == image["Size"]
+        [container] = usage["Containers"]
+        assert container["Names"] == ["/writer"] and container["State"] == "exited"
+        assert container["SizeRw"] > 0
+        assert container["SizeRootFs"] == image["Size"] + container["SizeRw"]
+        [volume] = usage["Volumes"]
+        assert volume["Name"] == "kept" and volume["UsageData"] == {"Size": 6, "RefCount": 1}
+        assert usage["BuildCache"] == []
+        only = api.get("/v1.50/system/df?type=volume&type=container").json()
+        assert only["LayersSize"] == 0 and only["Images"] is None
+        assert only["BuildCache"] is None
+        assert only["Volumes"] == usage["Volumes"]
+        assert [c["Id"] for c in only["Containers"]] == [container["Id"]]
+        unknown = api.get("/v1.50/system/df?type=volume&type=disks")
+        assert (unknown.status, unknown.json()) == (400, {"message": "unknown object type: disks"})
+        old = api.get("/v1.41/system/df?type=disks").json()  # before 1.42: every kind
+        assert [old[key] is None for key in usage] == [False] * 5
+        assert old["Images"][0]["VirtualSize"] == image["Size"]  # before 1.44
+    finally:
+        docker("rm", "-f", "writer")
+        docker("volume", "rm", "kept")

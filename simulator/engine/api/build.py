@@ -1,30 +1,47 @@
 """``POST /build``: the legacy build API the docker CLI uses without buildx. The body is the
 context as a tar stream; the answer is Docker's JSON stream (``Step 1/8 : …``, ``aux`` with
 the image ID, ``Successfully built …``), or, for Slipway's CLI (which asks with
-``slipwayprogress=1``), BuildKit-style vertices in ``aux`` messages."""
+``slipwayprogress=1``), BuildKit-style vertices in ``aux`` messages. And ``POST /build/prune``
+over the builder's cache."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from simulator.build.executor import Builder, BuildError, BuildOptions
+from simulator.build.cache import CACHE_FIELDS, PruneOptions
+from simulator.build.executor import Builder, BuildError, BuildOptions, cache_of
 from simulator.build.progress import LegacyStream, Reporter, Vertices
-from simulator.engine.api import error_message, progress_stream
-from simulator.engine.api.images import publish_image_event
-from simulator.engine.server import BadRequest, Request, Router, StreamResponse
+from simulator.engine.api import Filters, error_message, parse_time_filter, progress_stream
+from simulator.engine.api.images import UPLOAD_DRAIN_LIMIT, publish_image_event
+from simulator.engine.server import (
+    BadRequest,
+    Request,
+    Response,
+    Router,
+    StreamResponse,
+    json_response,
+)
 from simulator.images import progress
 
 if TYPE_CHECKING:
     from simulator.engine.daemon import Engine
 
 STRUCTURED_PROGRESS = "slipwayprogress"  # only Slipway's CLI sends it
+PRUNE_FAILED = "failed to prune build cache"
+# moby accepts these besides the record fields; it ignores the labels.
+PRUNE_FILTERS = ("until", "unused-for", "label", "label!", *CACHE_FIELDS)
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_INT64_MAX = (1 << 63) - 1
 
 
 def add_routes(router: Router[Engine]) -> None:
     router.post("/build", build)
+    router.post("/build/prune", prune_cache)
 
 
 def _json_arg(request: Request, name: str, what: str) -> dict[str, Any]:
@@ -77,6 +94,15 @@ def build_options(request: Request) -> BuildOptions:
 
 
 async def build(engine: Engine, request: Request) -> StreamResponse:
+    try:
+        return await _build(engine, request)
+    except Exception:
+        # Read what the client is still sending, so that it reads the error, not a broken pipe.
+        await request.body.drain(UPLOAD_DRAIN_LIMIT)
+        raise
+
+
+async def _build(engine: Engine, request: Request) -> StreamResponse:
     options = build_options(request)
     structured = request.flag(STRUCTURED_PROGRESS)
     quiet = request.flag("q")
@@ -117,3 +143,107 @@ def _ending_in_error(messages: Iterator[dict[str, Any]], structured: bool) -> It
         if error.code:
             failure["errorDetail"] = {"code": error.code, "message": text}
         yield failure
+
+
+# Pruning the cache
+
+
+async def prune_cache(engine: Engine, request: Request) -> Response:
+    """``POST /build/prune``: remove build cache records as moby asks BuildKit to."""
+    options = prune_options(request)
+    report = await asyncio.to_thread(cache_of(engine).prune, options)
+    engine.events.publish("builder", "prune", "", {"reclaimed": str(report.reclaimed)})
+    return json_response(
+        {"CachesDeleted": report.deleted or None, "SpaceReclaimed": report.reclaimed}
+    )
+
+
+def prune_options(request: Request) -> PruneOptions:
+    """The prune's options from the query, checked in moby's order and words: the space
+    limits (``keep-storage`` alone before API 1.48, the old name of ``reserved-space``), then
+    the filters."""
+    filters = Filters.of(request)
+    if request.version_at_least("1.48"):
+        reserved = _bytes_arg(request, "reserved-space") or _bytes_arg(request, "keep-storage")
+        max_used = _bytes_arg(request, "max-used-space")
+        min_free = _bytes_arg(request, "min-free-space")
+    else:
+        reserved, max_used, min_free = _bytes_arg(request, "keep-storage"), 0, 0
+    try:
+        filters.validate(PRUNE_FILTERS)
+        until = _until(filters)
+        fields = _record_filters(filters)
+    except BadRequest as error:
+        raise BadRequest(f"{PRUNE_FAILED}: {error}") from None
+    return PruneOptions(
+        all=request.flag("all"),
+        until=until,
+        filters=fields,
+        reserved_space=reserved,
+        max_used_space=max_used,
+        min_free_space=min_free,
+    )
+
+
+def _bytes_arg(request: Request, name: str) -> int:
+    text = request.arg(name)
+    if not text:
+        return 0
+    problem = "invalid syntax"
+    if _GO_INT.fullmatch(text):
+        value = int(text)
+        if abs(value) <= _INT64_MAX:
+            return value
+        problem = "value out of range"
+    raise BadRequest(
+        f"{name} is in bytes and expects an integer, got {text}: "
+        f'strconv.Atoi: parsing "{text}": {problem}'
+    )
+
+
+def _until(filters: Filters) -> float | None:
+    """``until`` (or its old name ``unused-for``): a time or a duration before now."""
+    if filters.contains("until") and filters.contains("unused-for"):
+        raise BadRequest('conflicting filters: "until" and "unused-for"')
+    key = "unused-for" if filters.contains("unused-for") else "until"
+    values = filters.get(key)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest("filters expect only one value")
+    try:
+        return parse_time_filter(values[0])
+    except BadRequest as error:
+        raise BadRequest(
+            f"\"{key}\" filter expects a duration (e.g., '24h') or a timestamp: {error}"
+        ) from None
+
+
+def _record_filters(filters: Filters) -> dict[str, str | None]:
+    """The record fields to match: a field alone, or with one value (an ``id`` is a regular
+    expression). An empty value is BuildKit's parse error, as Docker reports it."""
+    fields: dict[str, str | None] = {}
+    for name in CACHE_FIELDS:
+        if not filters.contains(name):
+            continue
+        values = filters.get(name)
+        if len(values) > 1:
+            raise BadRequest("filters expect only one value")
+        fields[name] = values[0] if values else None
+    selectors = [
+        name if value is None else f"{name}{'~=' if name == 'id' else '=='}{value}"
+        for name, value in fields.items()
+    ]
+    if "" in fields.values():
+        joined = ",".join(selectors)
+        raise BadRequest(
+            f"failed to parse prune filters [{joined}]: filters: parse error: [{joined}]: "
+            "expected value or quoted: invalid argument"
+        )
+    if fields.get("id"):
+        try:
+            re.compile(fields["id"] or "")
+        except re.error as error:
+            joined = ",".join(selectors)
+            raise BadRequest(f"failed to parse prune filters [{joined}]: {error}") from None
+    return fields

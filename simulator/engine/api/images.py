@@ -22,6 +22,7 @@ from simulator.engine.api import (
 )
 from simulator.engine.server import (
     BadRequest,
+    BlockingBody,
     Forbidden,
     NotFound,
     Request,
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 LIST_FILTERS = ("before", "dangling", "label", "reference", "since", "until")
 PRUNE_FILTERS = ("dangling", "label", "label!", "until")
 DEFAULT_PLATFORM = "linux/amd64"
+# A refused upload (load, import, build) is read up to this much before the answer, so that a
+# client still sending reads the error rather than a broken pipe.
+UPLOAD_DRAIN_LIMIT = 1 << 30
 NO_BASE_IMAGE = "scratch"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
@@ -244,7 +248,7 @@ def _shared_size(image: Image, counts: Counter[str]) -> int:
     return sum(size for chain_id, size in pairs if counts[chain_id] > 1)
 
 
-def disk_usage_images(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
+def disk_usage_images(engine: Engine, api_version: str = "") -> tuple[int, list[dict[str, Any]]]:
     """The images part of ``/system/df``: the layers' total size, and each image with its
     shared size and how many containers use it."""
     images = engine.images.images()
@@ -257,7 +261,8 @@ def disk_usage_images(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
         for reference in _references(image):
             (digests if reference.digest else tags).append(reference.familiar)
         containers = len(engine.containers_of_image(image.id))
-        summaries.append(_summary(image, tags, digests, _shared_size(image, counts), containers))
+        shared = _shared_size(image, counts)
+        summaries.append(_summary(image, tags, digests, shared, containers, api_version))
     return sum(layer_sizes.values()), summaries
 
 
@@ -440,7 +445,16 @@ def prune(engine: Engine, filters: Filters) -> dict[str, Any]:
 
 
 async def create_image(engine: Engine, request: Request) -> StreamResponse:
-    """``POST /images/create``: a pull with ``fromImage``, an import with ``fromSrc``."""
+    """``POST /images/create``: a pull with ``fromImage``, an import with ``fromSrc``. A
+    refused import reads the rest of its tarball before answering (see UPLOAD_DRAIN_LIMIT)."""
+    try:
+        return await _create_image(engine, request)
+    except Exception:
+        await request.body.drain(UPLOAD_DRAIN_LIMIT)
+        raise
+
+
+async def _create_image(engine: Engine, request: Request) -> StreamResponse:
     platform = request.arg("platform")
     if platform and not _PLATFORM.fullmatch(platform):
         raise BadRequest(
@@ -679,9 +693,27 @@ async def load_images(engine: Engine, request: Request) -> StreamResponse:
     body = request.blocking_body()
 
     def work(post: progress.Post, cancelled: Any) -> None:
-        load_archive(engine, body, post, quiet=quiet)
+        try:
+            load_archive(engine, body, post, quiet=quiet)
+        except Exception:
+            discard(body, UPLOAD_DRAIN_LIMIT)
+            raise
 
     return await progress_stream(_messages_or_error(progress.relay(work)))
+
+
+def discard(body: BlockingBody, limit: int) -> None:
+    """Read and drop what is left of a refused upload, up to ``limit`` bytes (see
+    UPLOAD_DRAIN_LIMIT). A client that breaks off is no concern of the answer's."""
+    left = limit
+    while left > 0:
+        try:
+            data = body.read(min(left, 1 << 16))
+        except Exception:  # the client went away, or sent broken chunks
+            return
+        if not data:
+            return
+        left -= len(data)
 
 
 def _messages_or_error(messages: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -25,14 +25,18 @@ from simulator.engine.server import (
     Unauthorized,
     go_json,
     json_response,
+    parse_version,
 )
 from simulator.images.reference import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN
+from simulator.images.store import ImageNotFound
+from simulator.volumes import VolumeNotFound, VolumeUsage
 
 if TYPE_CHECKING:
     from simulator.engine.daemon import Engine
 
 RUNTIME_NAME = "slipway"
 RUNTIME_VERSION = "0.1.0"
+DISK_USAGE_KINDS = ("container", "image", "volume", "build-cache")  # /system/df's types
 # Docker's names for the filesystem under its storage driver (``Backing Filesystem``).
 _BACKING_FILESYSTEMS = {
     "ext2": "extfs",
@@ -287,26 +291,81 @@ async def auth(engine: Engine, request: Request) -> Response:
 
 
 async def disk_usage(engine: Engine, request: Request) -> Response:
-    """``/system/df``: the images part; containers, volumes and build cache come with their
-    packages."""
+    """``/system/df``: what images, containers, volumes and the build cache take, or only the
+    kinds that ``type`` names (API 1.42 and later)."""
+    kinds = set(DISK_USAGE_KINDS)
+    if request.version_at_least("1.42") and request.has_arg("type"):
+        kinds = set(request.args("type"))
+        for kind in request.args("type"):
+            if kind not in DISK_USAGE_KINDS:
+                raise BadRequest(f"unknown object type: {kind}")
+    usage = await asyncio.to_thread(system_disk_usage, engine, kinds, request.api_version)
+    return json_response(usage)
+
+
+def system_disk_usage(engine: Engine, kinds: set[str], api_version: str) -> dict[str, Any]:
+    """The answer of ``/system/df`` in moby's shape: a kind not asked for is null."""
+    from simulator.build.executor import cache_of
     from simulator.engine.api.images import disk_usage_images
 
-    known = ("container", "image", "volume", "build-cache")
-    kinds = set(request.args("type")) or set(known)
-    for kind in kinds - set(known):
-        raise BadRequest(f"unknown object type: {kind}")
-    result: dict[str, Any] = {}
+    legacy = parse_version(api_version) < parse_version("1.42")
+    layers_size, images = 0, None
     if "image" in kinds:
-        layers_size, summaries = await asyncio.to_thread(disk_usage_images, engine)
-        result["LayersSize"] = layers_size
-        result["Images"] = summaries
-    if "container" in kinds:
-        result["Containers"] = []
-    if "volume" in kinds:
-        result["Volumes"] = []
+        layers_size, images = disk_usage_images(engine, api_version)
+    cache = None
     if "build-cache" in kinds:
-        result["BuildCache"] = []
-    return json_response(result)
+        cache = [record.to_api(legacy_parent=legacy) for record in cache_of(engine).records()]
+    usage: dict[str, Any] = {
+        "LayersSize": layers_size,
+        "Images": images,
+        "Containers": _disk_usage_containers(engine) if "container" in kinds else None,
+        "Volumes": _disk_usage_volumes(engine) if "volume" in kinds else None,
+        "BuildCache": cache,
+    }
+    builder_size = sum(record["Size"] for record in cache or [])
+    if legacy and builder_size:
+        usage["BuilderSize"] = builder_size  # moby's old total, for clients before 1.42
+    return usage
+
+
+def _disk_usage_containers(engine: Engine) -> list[dict[str, Any]]:
+    """Every container's summary with its sizes: ``SizeRw``, what it wrote, and
+    ``SizeRootFs``, that and its image."""
+    from simulator.engine.api.containers import _summary
+    from simulator.engine.containers import manager_of
+
+    manager = manager_of(engine)
+    image_sizes: dict[str, int] = {}
+    summaries = []
+    for container in manager.store.all():
+        if container.image_id not in image_sizes:
+            try:
+                image_sizes[container.image_id] = engine.images.get(container.image_id).size
+            except ImageNotFound:  # removed with --force while the container stays
+                image_sizes[container.image_id] = 0
+        size_rw = manager.size_rw(container)
+        summary = _summary(container, size_rw, manager.network_settings(container))
+        summary["SizeRootFs"] = image_sizes[container.image_id] + size_rw
+        summaries.append(summary)
+    return summaries
+
+
+def _disk_usage_volumes(engine: Engine) -> list[dict[str, Any]]:
+    """The local volumes without driver options (as moby counts them), each with its size
+    and the number of containers that use it."""
+    from simulator.engine.containers import manager_of
+
+    store = manager_of(engine).volumes
+    volumes = []
+    for volume in store.list():
+        if volume.Options:
+            continue
+        try:
+            usage = VolumeUsage(store.usage(volume.Name), len(store.references(volume.Name)))
+        except VolumeNotFound:  # removed meanwhile
+            continue
+        volumes.append(volume.to_api(usage))
+    return volumes
 
 
 async def api_log(engine: Engine, request: Request) -> Response:
