@@ -51,7 +51,7 @@ class ApplyResult:
 
     diff_id: str  # "sha256:..." of the uncompressed tar, as an image config lists it
     tar_size: int  # bytes of the uncompressed tar
-    unpacked_size: int  # bytes of regular-file content written
+    unpacked_size: int  # bytes of regular-file content and symlink targets written
 
 
 def apply_layer(tar_stream: BinaryIO, root: str | Path, *, whiteouts: WhiteoutMode) -> ApplyResult:
@@ -295,6 +295,7 @@ class _Unpacker:
             self.directory_times.append((parts, _mtime_ns(member)))
         elif member.issym():
             self._symlink(member, parts, parent_fd)
+            self.unpacked_size += len(member.linkname.encode())  # as du counts a symlink
         elif member.islnk():
             self._hardlink(member, parent_fd, name)
         elif member.isfifo():

@@ -694,7 +694,8 @@ class ImageStore:
 
     def _layer_size(self, chain_id: str, layer: Descriptor) -> int:
         """The unpacked size of a layer: recorded when this engine unpacked it, else counted
-        from its blob (the bytes of its regular files, as unpacking writes them)."""
+        from its blob (the bytes of its regular files and symlink targets, as unpacking
+        writes them)."""
         size = self._read_state()["unpacked_sizes"].get(chain_id)
         if size is None:
             try:
@@ -858,13 +859,16 @@ def _descriptor_json(digest: str, media_type: str, data: bytes) -> dict[str, Any
 
 
 def _tar_content_size(blob: BinaryIO) -> int:
-    """The bytes of regular-file content in a layer tar (plain or compressed)."""
+    """The bytes of regular-file content and symlink targets in a layer tar (plain or
+    compressed), as Docker sizes an unpacked layer."""
     try:
         with tarfile.open(fileobj=blob, mode="r|*") as tar:
             total = 0
             for member in tar:
                 if member.isreg():
                     total += member.size
+                elif member.issym():
+                    total += len(member.linkname.encode())
                 tar.members.clear()
             return total
     except (tarfile.TarError, EOFError, OSError, ContentError) as error:
