@@ -159,9 +159,10 @@ def cache_of(engine: Engine) -> BuildCache:
     return cache
 
 
-# The network a RUN container gets. Until the engine has bridge networking, every RUN gets an
-# empty network namespace of its own; a provider for ``networkmode`` plugs in here and returns
-# the namespace paths and /etc files to use (see container_spec.build_spec).
+# The network a RUN container gets: a provider takes the container's ID and ``networkmode``
+# and returns the namespace paths and /etc files to use (see container_spec.build_spec). By
+# default the engine's (ContainerManager.build_network): the default bridge unless
+# networkmode names another network, ``host`` or ``none``.
 NetworkProvider = Callable[[str, str], "RunNetwork"]
 
 
@@ -171,6 +172,32 @@ class RunNetwork:
     resolv_conf: str | None = None
     hosts: str | None = None
     release: Callable[[], None] = lambda: None
+
+
+def _missing_paths(rootfs: Path, relative_paths: list[str]) -> list[str]:
+    """The paths in ``rootfs``, parents first, that mounting on ``relative_paths`` will
+    make: the runtime makes a missing mount point (and the directories above it)."""
+    missing: list[str] = []
+    for relative in relative_paths:
+        parts = relative.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = secure_join(rootfs, "/".join(parts[:depth]))
+            if not os.path.lexists(path) and path not in missing:
+                missing.append(path)
+    return missing
+
+
+def _remove_mount_stubs(paths: list[str]) -> None:
+    """Remove what the runtime made in a RUN's root filesystem to mount the network's /etc
+    files on (empty files, and directories left empty), children first, so that it stays
+    out of the RUN's layer, as BuildKit does."""
+    for path in reversed(paths):
+        with suppress(OSError):
+            found = os.lstat(path)
+            if stat.S_ISDIR(found.st_mode):
+                os.rmdir(path)
+            elif stat.S_ISREG(found.st_mode) and found.st_size == 0:
+                os.unlink(path)
 
 
 def isolated_network(container_id: str, network_mode: str) -> RunNetwork:
@@ -189,14 +216,16 @@ class Builder:
         options: BuildOptions,
         reporter: Reporter,
         cancelled: threading.Event | None = None,
-        network: NetworkProvider = isolated_network,
+        network: NetworkProvider | None = None,
     ) -> None:
         self.engine = engine
         self.store = engine.images
         self.options = options
         self.reporter = reporter
         self.cancelled = cancelled or threading.Event()
-        self.network = network
+        from simulator.engine.containers import manager_of  # it builds on this module
+
+        self.network = network or manager_of(engine).build_network
         self.cache = cache_of(engine)
         self.work = engine.data_root / "build" / "tmp" / secrets.token_hex(8)
         self.lease = self.store.lease()
@@ -804,6 +833,7 @@ class Builder:
             "Env": self._run_environment(state),
             "WorkingDir": state.run.working_dir,
             "User": state.run.user,
+            "HostConfig": {"NetworkMode": network_mode},
         }
         attachment = self.network(container_id, network_mode)
         try:
@@ -842,10 +872,13 @@ class Builder:
         command += ["run", container_id, "--bundle", str(bundle)]
         log.info("build container %s: %s", container_id[:12], " ".join(argv))
         self.reporter.running(step, container_id)
+        mounted = [attachment.resolv_conf and "etc/resolv.conf", attachment.hosts and "etc/hosts"]
+        stubs = _missing_paths(rootfs, [path for path in mounted if path])
         try:
             code = self._watch(command, step)
         finally:
             attachment.release()
+            _remove_mount_stubs(stubs)
         if code == 0:
             self.reporter.removed(step, container_id)
         else:

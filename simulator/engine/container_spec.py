@@ -1345,8 +1345,7 @@ def check_allowed(request: CreateRequest, allowed_bind_roots: Sequence[str]) -> 
         ("UTSMode", "--uts"),
         ("UsernsMode", "--userns"),
         ("CgroupnsMode", "--cgroupns"),
-        ("NetworkMode", "--network"),
-    ):
+    ):  # --network=host is the node's network (the engine's namespace), never the host's
         if host[option] == "host":
             raise _refused(
                 f"{flag}=host is not allowed: a container may not share the host's namespaces"
@@ -1909,9 +1908,12 @@ def build_spec(
             linux[key] = list(dict.fromkeys(host[option]))
     _resources(host, linux["resources"])
     linux["namespaces"] = _namespaces(host, namespace_paths or {})
-    if not host["NetworkMode"].startswith("container:") and os.path.exists(
-        "/proc/sys/net/ipv4/ip_unprivileged_port_start"
-    ):
+    own_network = host["NetworkMode"] != "host" and not host["NetworkMode"].startswith("container:")
+    if not own_network:
+        # Docker's network sysctls are for a namespace of the container's own: never the
+        # node's (host) nor another container's.
+        linux["sysctl"].pop("net.ipv4.ping_group_range", None)
+    elif os.path.exists("/proc/sys/net/ipv4/ip_unprivileged_port_start"):
         # Docker lets any user bind ports below 1024 inside the container's own netns.
         linux["sysctl"]["net.ipv4.ip_unprivileged_port_start"] = "0"
     linux["sysctl"].update(host["Sysctls"] or {})

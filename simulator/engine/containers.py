@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.engine.container_spec import (
     CreateError,
+    CreateRequest,
     build_spec,
     check_allowed,
     container_mounts,
@@ -33,11 +34,14 @@ from simulator.engine.container_spec import (
     parse_signal,
     process_args,
 )
+from simulator.images.oci import ImageConfig
 from simulator.images.reference import InvalidReference
+from simulator.network import NetworkError, NetworkManager
 from simulator.snapshots.mount import Mount, unmount
 from simulator.volumes import ANONYMOUS_LABEL, VolumeStore
 
 if TYPE_CHECKING:
+    from simulator.build.executor import RunNetwork
     from simulator.engine.daemon import ContainerCounts, Engine
 
 RECORD_FILE = "config.v2.json"
@@ -151,6 +155,7 @@ class Container:
     restarting: bool = False  # exited, and its restart policy will start it again
     manually_stopped: bool = False  # stop, kill or rm: no restart policy applies
     exits: int = 0  # how many times it has exited, for wait's next-exit
+    network_files: dict[str, str] = field(default_factory=dict)  # /etc/hosts ... -> file
 
     @property
     def running(self) -> bool:
@@ -271,6 +276,19 @@ class ContainerStore:
                 return candidate
 
 
+def is_mount_point(path: Path) -> bool:
+    """Whether something is mounted on ``path`` in this mount namespace, as
+    /proc/self/mountinfo says: unlike os.path.ismount, this sees a bind mount of a directory
+    of the same filesystem (a snapshot with no parent layer, as FROM scratch gives)."""
+    target = os.path.abspath(path)
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == target:
+                return True
+    return False
+
+
 def _task_error(runtime_message: str) -> ContainerError:
     """A runtime failure in dockerd's words; a missing or unrunnable program is the
     request's fault (400), from which the CLI makes exit status 127 or 126."""
@@ -323,6 +341,10 @@ class ContainerManager:
         self.changed = threading.Condition(self.store.lock)
         self._removed: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
+        # The engine's networks, which it starts once its sockets listen (networks_started);
+        # None while they start, and for good when networking is off.
+        self.networks: NetworkManager | None = None
+        self._networks_settled = threading.Event()
         engine.container_counts = self.counts
         engine.containers_of_image = self.containers_of_image
         from simulator.engine.execs import ExecManager  # it builds on this module
@@ -381,6 +403,9 @@ class ContainerManager:
             )
             self.store.save(container)  # reserves the name
         try:
+            networks = self._network_manager()
+            if networks is not None:
+                self._configure_network(container, networks)
             self.engine.images.rootfs_mounts(container_id, image)
             (self.store.directory(container_id) / "rootfs").mkdir(exist_ok=True)
             for mount in container_mounts(request, image.config):
@@ -434,6 +459,163 @@ class ContainerManager:
         self.event(container, "create")
         return container
 
+    # -- networks -----------------------------------------------------------------------
+
+    def networks_started(self, networks: NetworkManager | None) -> None:
+        """The engine's network manager is up (None: networking is off). Containers that
+        stopped while the engine was down give their networks back, removed ones are
+        forgotten, and those made before networking get theirs recorded; then the creates
+        and starts waiting for networks go on."""
+        self.networks = networks
+        try:
+            if networks is not None:
+                self._adopt_networks(networks)
+        finally:
+            self._networks_settled.set()
+
+    def _adopt_networks(self, networks: NetworkManager) -> None:
+        containers = {c.id: c for c in self.store.all()}
+        for container_id in list(networks.sandboxes):
+            container = containers.get(container_id)
+            if container is None:
+                networks.forget(container_id)
+                continue
+            with self._lock(container_id):
+                if not container.running:
+                    networks.release(container_id)
+        for container in containers.values():
+            if container.id not in networks.sandboxes:
+                try:
+                    self._configure_network(container, networks)
+                except ContainerError as error:
+                    log.warning("no network for container %s: %s", container.id, error)
+
+    def _network_manager(self) -> NetworkManager | None:
+        """The engine's networks, once they have started (None when networking is off)."""
+        self._networks_settled.wait()
+        return self.networks
+
+    def _configure_network(self, container: Container, networks: NetworkManager) -> None:
+        """Record what the container asks of the network (``docker create``)."""
+        request = parse_create_body(container.body)
+        host_config = dict(container.host_config)
+        mode = host_config.get("NetworkMode") or "bridge"
+        if mode.startswith("container:"):
+            other = self.store.get(mode.partition(":")[2])
+            if other.id == container.id:
+                raise ContainerError("cannot join own network namespace", 500)
+            host_config["NetworkMode"] = f"container:{other.id}"
+        try:
+            networks.configure(
+                container.id,
+                container.name,
+                container.config,
+                host_config,
+                request.networking_config,
+            )
+        except NetworkError as error:
+            raise ContainerError(error.message, error.status) from None
+
+    def _start_network(self, container: Container) -> tuple[dict[str, str], dict[str, str]]:
+        """The container's network made for a start: the namespace to join and the files to
+        mount at /etc/hosts, /etc/hostname and /etc/resolv.conf (both empty when networking
+        is off). Docker's errors, with nothing left held, when it can't be made."""
+        networks = self._network_manager()
+        if networks is None:
+            return {}, {}
+        if container.id not in networks.sandboxes:
+            self._configure_network(container, networks)
+        mode = container.host_config.get("NetworkMode") or "bridge"
+        if mode.startswith("container:"):
+            other = self._joinable(mode.partition(":")[2])
+            container.config["Hostname"] = other.config.get("Hostname") or other.id[:12]
+            container.config["Domainname"] = other.config.get("Domainname") or ""
+        elif mode == "host" and not container.config.get("Hostname"):
+            container.config["Hostname"] = os.uname().nodename  # as dockerd: the node's
+        try:
+            key = networks.prepare_sandbox(container.id)
+        except NetworkError as error:
+            message = f"failed to set up container networking: {error.message}"
+            raise ContainerError(message, error.status) from None
+        try:
+            files = networks.write_files(container.id, self.store.directory(container.id))
+        except BaseException:
+            networks.release(container.id)
+            raise
+        container.network_files = files
+        return {"network": key}, files
+
+    def _joinable(self, reference: str) -> Container:
+        """The container whose network namespace a ``container:NAME`` one joins."""
+        other = self.store.get(reference)
+        if other.restarting:
+            raise ContainerError(
+                f"cannot join network namespace of container: Container {reference} is "
+                "restarting, wait until the container is running",
+                409,
+            )
+        if not other.running:
+            raise ContainerError(
+                "cannot join network namespace of a non running container: container "
+                f"{other.short_name} is {other.status}",
+                409,
+            )
+        return other
+
+    def _release_network(self, container: Container) -> None:
+        """Give back what the container's network held while it ran. Never waits for the
+        networks to start: until they have, there is nothing to give back yet (the engine
+        releases the networks of stopped containers when they start)."""
+        if self.networks is not None:
+            self.networks.release(container.id)
+
+    def build_network(self, container_id: str, network_mode: str) -> RunNetwork:
+        """The network of a build's RUN container (the builder's NetworkProvider): the
+        default bridge for ``default``, else the network ``network_mode`` names, ``host`` or
+        ``none``. Its ``release`` gives everything back."""
+        from simulator.build.executor import BuildError, RunNetwork, isolated_network
+
+        networks = self._network_manager()
+        mode = "bridge" if network_mode in ("", "default") else network_mode
+        if networks is None or mode == "none":
+            return isolated_network(container_id, mode)
+        if mode.startswith("container:"):
+            raise BuildError(f"network mode {mode} is not supported for a build", status=400)
+        directory = self.engine.data_root / "build" / "network" / container_id
+
+        def release() -> None:
+            networks.forget(container_id)
+            shutil.rmtree(directory, ignore_errors=True)
+
+        try:
+            networks.configure(
+                container_id, container_id[:12], {"Hostname": container_id[:12]},
+                {"NetworkMode": mode},
+            )  # fmt: skip
+            key = networks.prepare_sandbox(container_id)
+            files = networks.write_files(container_id, directory)
+        except NetworkError as error:
+            release()
+            raise BuildError(
+                f"failed to set up container networking: {error.message}", status=error.status
+            ) from None
+        return RunNetwork(
+            namespace_paths={"network": key},
+            resolv_conf=files["/etc/resolv.conf"],
+            hosts=files["/etc/hosts"],
+            release=release,
+        )
+
+    def network_settings(self, container: Container, legacy_aliases: bool = False) -> dict:
+        """``NetworkSettings`` of inspect ({} when the container has no network record)."""
+        networks = self._network_manager()
+        if networks is None or container.id not in networks.sandboxes:
+            return {}
+        try:
+            return networks.settings(container.id, legacy_aliases)
+        except NetworkError:  # removed meanwhile
+            return {}
+
     # -- start --------------------------------------------------------------------------
 
     def _lock(self, container_id: str) -> threading.Lock:
@@ -450,8 +632,29 @@ class ContainerManager:
         return container
 
     def start(self, reference: str, *, by_policy: bool = False) -> Container:
-        """Start the container; ``by_policy`` when its restart policy does it."""
+        """Start the container; ``by_policy`` when its restart policy does it. A container
+        with AutoRemove (``--rm``) that fails to start is removed, as dockerd does (and as
+        the CLI waits for)."""
         container = self.store.get(reference)
+        try:
+            self._start(container, by_policy)
+        except (ContainerError, CreateError):
+            auto_remove = container.host_config.get("AutoRemove")
+            if (
+                auto_remove
+                and not container.running
+                and container.status not in ("removing", "dead")
+            ):
+                try:
+                    self.remove(container.id, force=True, volumes=True)
+                except ContainerError as error:
+                    log.warning("auto-remove of %s failed: %s", container.id, error)
+            raise
+        self.event(container, "start")
+        self._watch(container)
+        return container
+
+    def _start(self, container: Container, by_policy: bool) -> None:
         with self._lock(container.id):
             if container.running:
                 raise NotModified("container already started")
@@ -462,7 +665,7 @@ class ContainerManager:
             if not container.task:
                 try:
                     self._create_task(container)
-                except ContainerError as error:
+                except (ContainerError, CreateError) as error:
                     container.error = str(error)
                     container.exit_code = 127 if error.status == 400 else 128
                     self.store.save(container)
@@ -487,9 +690,6 @@ class ContainerManager:
                     container.manually_stopped = False
                     container.restart_count = 0
                 self.store.save(container)
-        self.event(container, "start")
-        self._watch(container)
-        return container
 
     def _create_task(self, container: Container) -> None:
         request = parse_create_body(container.body)
@@ -499,39 +699,59 @@ class ContainerManager:
         rootfs.mkdir(exist_ok=True)
         self._mount_rootfs(container.id, rootfs)
         try:
-            volume_mounts = {
-                key: str(self.volumes.data_path(name)) for key, name in container.volumes.items()
-            }
-            spec = build_spec(
-                request,
-                image.config,
-                str(rootfs),
-                container.id,
-                allowed_bind_roots=self.allowed_bind_roots,
-                hostname=container.config.get("Hostname") or container.id[:12],
-                cgroups_path=f"{self.cgroup_parent}/{container.id}",
-                volume_mounts=volume_mounts,
-                annotations={LOG_ANNOTATION: str(self.log_path(container))},
-            )
-            (directory / "config.json").write_text(json.dumps(spec))
-            result = self._runtime("create", container.id, "--bundle", str(directory))
-            if result.returncode != 0:
-                raise _task_error(result.stderr.strip() or "the runtime failed")
+            namespaces, files = self._start_network(container)
+            try:
+                self._create_runtime_task(container, request, image.config, namespaces, files)
+            except BaseException:
+                self._release_network(container)
+                raise
         except BaseException:
             self._unmount_rootfs(rootfs)
             raise
         container.task = True
         self.store.save(container)
 
+    def _create_runtime_task(
+        self,
+        container: Container,
+        request: CreateRequest,
+        image_config: ImageConfig,
+        namespaces: dict[str, str],
+        files: dict[str, str],
+    ) -> None:
+        directory = self.store.directory(container.id)
+        volume_mounts = {
+            key: str(self.volumes.data_path(name)) for key, name in container.volumes.items()
+        }
+        spec = build_spec(
+            request,
+            image_config,
+            str(directory / "rootfs"),
+            container.id,
+            allowed_bind_roots=self.allowed_bind_roots,
+            hostname=container.config.get("Hostname") or container.id[:12],
+            cgroups_path=f"{self.cgroup_parent}/{container.id}",
+            volume_mounts=volume_mounts,
+            resolv_conf_path=files.get("/etc/resolv.conf"),
+            hosts_path=files.get("/etc/hosts"),
+            hostname_path=files.get("/etc/hostname"),
+            namespace_paths=namespaces,
+            annotations={LOG_ANNOTATION: str(self.log_path(container))},
+        )
+        (directory / "config.json").write_text(json.dumps(spec))
+        result = self._runtime("create", container.id, "--bundle", str(directory))
+        if result.returncode != 0:
+            raise _task_error(result.stderr.strip() or "the runtime failed")
+
     def _mount_rootfs(self, container_id: str, rootfs: Path) -> None:
-        if os.path.ismount(rootfs):
+        if is_mount_point(rootfs):
             return
         mounts: list[Mount] = self.engine.images.snapshots.mounts(container_id)
         for mount in mounts:
             mount.mount(rootfs)
 
     def _unmount_rootfs(self, rootfs: Path) -> None:
-        while os.path.ismount(rootfs):
+        while is_mount_point(rootfs):
             try:
                 unmount(rootfs)
             except OSError as error:
@@ -539,8 +759,10 @@ class ContainerManager:
                 return
 
     def _teardown_task(self, container: Container) -> None:
-        """Delete the runtime's task and unmount the root filesystem."""
+        """Delete the runtime's task, give back its network and unmount the root
+        filesystem."""
         self._runtime("delete", "--force", container.id)
+        self._release_network(container)
         self._unmount_rootfs(self.store.directory(container.id) / "rootfs")
         container.task = False
 
@@ -596,7 +818,12 @@ class ContainerManager:
             time.sleep(0.05)
         self._exited(container, state)
 
-    def _exited(self, container: Container, state: dict[str, Any]) -> None:
+    def _exited(
+        self, container: Container, state: dict[str, Any], *, recovering: bool = False
+    ) -> None:
+        """The container's init has exited: record it, and restart or remove it as its
+        policy says (a restart in the background while the engine is still ``recovering``,
+        since a start waits for the networks, which start after that)."""
         with self._lock(container.id):
             if container.status != "running":
                 return
@@ -615,7 +842,12 @@ class ContainerManager:
         attributes = {"exitCode": str(container.exit_code)}
         self.event(container, "die", attributes)
         if self._should_restart(container):
-            self._restart_by_policy(container)
+            if recovering:
+                threading.Thread(
+                    target=self._restart_by_policy, args=(container,), daemon=True
+                ).start()
+            else:
+                self._restart_by_policy(container)
         elif container.host_config.get("AutoRemove"):
             try:
                 self.remove(container.id, force=True, volumes=True)
@@ -660,7 +892,7 @@ class ContainerManager:
                     container.paused = state.get("status") == "paused"
                     self._watch(container)
                 else:
-                    self._exited(container, state)
+                    self._exited(container, state, recovering=True)
 
     # -- stop, kill, restart ------------------------------------------------------------
 
@@ -896,12 +1128,14 @@ class ContainerManager:
         except Exception as error:
             log.debug("snapshot %s: %s", container.id, error)
         self._runtime("delete", "--force", container.id)
+        if self.networks is not None:  # or the engine forgets it when its networks start
+            self.networks.forget(container.id)
         with self.changed:
             self.store.forget(container.id)
             self._removed.add(container.id)
             self.changed.notify_all()
         self.execs.container_removed(container.id)
-        if os.path.ismount(directory / "rootfs"):
+        if is_mount_point(directory / "rootfs"):
             log.warning("keeping %s: its root filesystem is still mounted", directory)
         else:
             shutil.rmtree(directory, ignore_errors=True)
@@ -923,6 +1157,9 @@ class ContainerManager:
             old = container.name
             container.name = full
             self.store.save(container)
+        networks = self._network_manager()
+        if networks is not None and container.id in networks.sandboxes:
+            networks.rename(container.id, full)
         self.event(container, "rename", {"oldName": old})
 
     def prune(self, chosen: Callable[[Container], bool] | None = None) -> list[str]:

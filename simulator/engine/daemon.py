@@ -226,13 +226,17 @@ class Engine:
         self.networks_ready = asyncio.ensure_future(asyncio.to_thread(self._start_networks))
 
     def _start_networks(self) -> None:
+        from simulator.engine.containers import manager_of
         from simulator.network import engine_networks
 
+        networks = None
         try:
-            self.networks = engine_networks(self.data_root, self.events.publish)
+            self.networks = networks = engine_networks(self.data_root, self.events.publish)
         except Exception:
             log.exception("the networks did not start")
             raise
+        finally:  # containers waiting to start go on, with or without networks
+            manager_of(self).networks_started(networks)
 
     async def serve(self) -> None:
         """Serve until stop() (or SIGTERM or SIGINT), then close every connection."""

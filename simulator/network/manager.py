@@ -401,7 +401,10 @@ class NetworkManager:
         DNS settings. The networks must exist; nothing is made until prepare_sandbox."""
         mode = host_config.get("NetworkMode") or "default"
         mode = "bridge" if mode == "default" else mode
-        requested = dict((networking_config or {}).get("EndpointsConfig") or {})
+        requested = {
+            "bridge" if name == "default" else name: settings  # "default" is the bridge
+            for name, settings in ((networking_config or {}).get("EndpointsConfig") or {}).items()
+        }
         with self._lock:
             sandbox = Sandbox(
                 container_id=container_id,

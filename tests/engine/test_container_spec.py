@@ -531,7 +531,6 @@ REFUSALS = [
     ({"UTSMode": "host"}, "--uts=host is not allowed"),
     ({"UsernsMode": "host"}, "--userns=host is not allowed"),
     ({"CgroupnsMode": "host"}, "--cgroupns=host is not allowed"),
-    ({"NetworkMode": "host"}, "--network=host is not allowed"),
     ({"Sysctls": {"kernel.core_pattern": "|/tmp/x"}}, 'sysctl "kernel.core_pattern"'),
     ({"Sysctls": {"kernel.hostname": "x"}}, 'sysctl "kernel.hostname"'),
     ({"Sysctls": {"vm.overcommit_memory": "1"}}, 'sysctl "vm.overcommit_memory"'),
@@ -1107,6 +1106,17 @@ def test_namespaces_can_be_joined_and_sysctls_are_applied(rootfs):
     with pytest.raises(CreateError) as caught:
         _spec(rootfs, body={"HostConfig": {"PidMode": "container:db"}})
     assert caught.value.status == 500
+
+
+@pytest.mark.parametrize("mode", ["host", "container:db"])
+def test_a_network_namespace_not_the_containers_own_gets_no_network_sysctls(rootfs, mode):
+    spec = _spec(
+        rootfs,
+        body={"HostConfig": {"NetworkMode": mode}},
+        namespace_paths={"network": "/run/netns/node"},
+    )
+    assert "net.ipv4.ping_group_range" not in spec["linux"]["sysctl"]
+    assert "net.ipv4.ip_unprivileged_port_start" not in spec["linux"]["sysctl"]
 
 
 def test_ulimits_domainname_and_user_reach_the_spec(rootfs):

@@ -366,7 +366,7 @@ def _remove(context: Context, options: Options, args: list[str]) -> None:
             continue
         context.out(name)
     if failed:
-        raise StatusError(1)
+        raise StatusError(1, "exit status 1")  # the CLI 28 says so, after each error
 
 
 def _remove_command() -> Command:

@@ -46,6 +46,28 @@ _STATUSES = ("created", "restarting", "running", "removing", "paused", "exited",
 _FOLLOW_POLL_SECONDS = 0.1
 _WAIT_SLICE_SECONDS = 1.0
 
+# NetworkSettings of a container the engine has no network record of (networking is off)
+_NO_NETWORK_SETTINGS: dict[str, Any] = {
+    "Bridge": "",
+    "SandboxID": "",
+    "SandboxKey": "",
+    "Ports": {},
+    "HairpinMode": False,
+    "LinkLocalIPv6Address": "",
+    "LinkLocalIPv6PrefixLen": 0,
+    "SecondaryIPAddresses": None,
+    "SecondaryIPv6Addresses": None,
+    "EndpointID": "",
+    "Gateway": "",
+    "GlobalIPv6Address": "",
+    "GlobalIPv6PrefixLen": 0,
+    "IPAddress": "",
+    "IPPrefixLen": 0,
+    "IPv6Gateway": "",
+    "MacAddress": "",
+    "Networks": {},
+}
+
 log = logging.getLogger("simulator.engine.api.containers")
 
 
@@ -111,10 +133,32 @@ def _state_name(container: Container) -> str:
 
 
 def _command(container: Container) -> str:
-    return " ".join([container.path, *container.args]).strip()
+    """The summary's Command: the path, then the arguments, those with a space in quotes."""
+    args = [f"'{arg}'" if " " in arg else arg for arg in container.args]
+    return " ".join([container.path, *args]).strip()
 
 
-def _summary(container: Container, size_rw: int | None) -> dict[str, Any]:
+def _port_list(ports: dict[str, Any]) -> list[dict[str, Any]]:
+    """``Ports`` of a container summary, from NetworkSettings.Ports: each host binding, and
+    each exposed port without one."""
+    listed: list[dict[str, Any]] = []
+    for key, bindings in ports.items():
+        number, _, protocol = key.partition("/")
+        if not bindings:
+            listed.append({"PrivatePort": int(number), "Type": protocol})
+        for binding in bindings or []:
+            listed.append(
+                {
+                    "IP": binding["HostIp"],
+                    "PrivatePort": int(number),
+                    "PublicPort": int(binding["HostPort"]),
+                    "Type": protocol,
+                }
+            )
+    return listed
+
+
+def _summary(container: Container, size_rw: int | None, network: dict[str, Any]) -> dict[str, Any]:
     host = container.host_config
     summary: dict[str, Any] = {
         "Id": container.id,
@@ -123,7 +167,7 @@ def _summary(container: Container, size_rw: int | None) -> dict[str, Any]:
         "ImageID": container.image_id,
         "Command": _command(container),
         "Created": int(parse_rfc3339(container.created) or 0),
-        "Ports": [],
+        "Ports": _port_list(network.get("Ports") or {}),
         "Labels": container.config.get("Labels") or {},
         "State": _state_name(container),
         "Status": container_status_text(
@@ -137,7 +181,7 @@ def _summary(container: Container, size_rw: int | None) -> dict[str, Any]:
             exit_code=container.exit_code,
         ),
         "HostConfig": {"NetworkMode": host.get("NetworkMode") or "default"},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": network.get("Networks") or {}},
         "Mounts": container.mounts,
     }
     if size_rw is not None:
@@ -221,12 +265,17 @@ async def list_containers(engine: Engine, request: Request) -> Response:
     with_size = request.flag("size")
 
     def summaries() -> list[dict[str, Any]]:
-        return [_summary(c, manager.size_rw(c) if with_size else None) for c in selected]
+        return [
+            _summary(c, manager.size_rw(c) if with_size else None, manager.network_settings(c))
+            for c in selected
+        ]
 
     return json_response(await asyncio.to_thread(summaries))
 
 
-def _inspect(container: Container, size_rw: int | None, log_path: str) -> dict[str, Any]:
+def _inspect(
+    container: Container, size_rw: int | None, log_path: str, network: dict[str, Any]
+) -> dict[str, Any]:
     config = dict(container.config)
     config.setdefault("Hostname", "")
     if not config.get("Hostname"):
@@ -251,9 +300,9 @@ def _inspect(container: Container, size_rw: int | None, log_path: str) -> dict[s
         "Args": container.args,
         "State": state,
         "Image": container.image_id,
-        "ResolvConfPath": "",
-        "HostnamePath": "",
-        "HostsPath": "",
+        "ResolvConfPath": container.network_files.get("/etc/resolv.conf", ""),
+        "HostnamePath": container.network_files.get("/etc/hostname", ""),
+        "HostsPath": container.network_files.get("/etc/hosts", ""),
         "LogPath": log_path,
         "Name": container.name,
         "RestartCount": container.restart_count,
@@ -267,26 +316,7 @@ def _inspect(container: Container, size_rw: int | None, log_path: str) -> dict[s
         "GraphDriver": {"Data": None, "Name": "overlay2"},
         "Mounts": container.mounts,
         "Config": config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "SandboxKey": "",
-            "Ports": {},
-            "HairpinMode": False,
-            "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None,
-            "EndpointID": "",
-            "Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "IPv6Gateway": "",
-            "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": network or _NO_NETWORK_SETTINGS,
     }
     if size_rw is not None:
         body["SizeRw"] = size_rw
@@ -298,7 +328,9 @@ async def inspect_container(engine: Engine, request: Request) -> Response:
     manager = _manager(engine)
     container = manager.store.get(request.params["id"])
     size_rw = await _call(manager.size_rw, container) if request.flag("size") else None
-    body = _inspect(container, size_rw, str(manager.log_path(container)))
+    legacy_aliases = not request.version_at_least("1.45")
+    network = await _call(manager.network_settings, container, legacy_aliases)
+    body = _inspect(container, size_rw, str(manager.log_path(container)), network)
     body["ExecIDs"] = manager.execs.ids_of(container.id) or None
     return json_response(body)
 
