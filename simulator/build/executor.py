@@ -722,7 +722,7 @@ class Builder:
             with suppress(Exception):
                 self.store.snapshots.remove(snapshot)
             raise
-        entry = Entry(layer, oci.rfc3339())
+        entry = Entry(layer, oci.rfc3339(), description=step.vertex or step.text)
         self.cache.put(key, entry)
         return entry
 

@@ -36,8 +36,10 @@ from simulator.engine.container_spec import (
 )
 from simulator.images.oci import ImageConfig
 from simulator.images.reference import InvalidReference
+from simulator.images.store import ImageNotFound
 from simulator.network import NetworkError, NetworkManager
 from simulator.snapshots.mount import Mount, unmount
+from simulator.snapshots.overlay import SnapshotError
 from simulator.volumes import ANONYMOUS_LABEL, VolumeStore
 
 if TYPE_CHECKING:
@@ -780,11 +782,20 @@ class ContainerManager:
             yield container, rootfs
 
     def size_rw(self, container: Container) -> int:
-        """Bytes the container has written to its own layer."""
+        """Bytes the container has written to its own layer, counted as Docker counts them."""
         try:
-            return int(self.engine.images.snapshots.usage(container.id).size)
-        except Exception:
+            return self.engine.images.snapshots.content_size(container.id)
+        except (SnapshotError, OSError):
             return 0
+
+    def sizes(self, container: Container) -> tuple[int, int]:
+        """``SizeRw`` and ``SizeRootFs``: what the container wrote, and that plus its image."""
+        size_rw = self.size_rw(container)
+        try:
+            image_size = self.engine.images.get(container.image_id).size
+        except ImageNotFound:  # removed with --force while the container stays
+            image_size = 0
+        return size_rw, size_rw + image_size
 
     def log_path(self, container: Container) -> Path:
         return self.store.directory(container.id) / f"{container.id}-json.log"
@@ -1162,20 +1173,24 @@ class ContainerManager:
             networks.rename(container.id, full)
         self.event(container, "rename", {"oldName": old})
 
-    def prune(self, chosen: Callable[[Container], bool] | None = None) -> list[str]:
-        """Remove every container that isn't running (and that ``chosen`` picks)."""
+    def prune(self, chosen: Callable[[Container], bool] | None = None) -> tuple[list[str], int]:
+        """Remove every container that isn't running (and that ``chosen`` picks); the IDs
+        removed, and the bytes their own layers held."""
         deleted = []
+        reclaimed = 0
         for container in self.store.all():
             if chosen is not None and not chosen(container):
                 continue
             if container.status in ("created", "exited", "dead"):
+                size = self.size_rw(container)
                 try:
                     self.remove(container.id)
-                    deleted.append(container.id)
                 except ContainerError:
-                    pass
-        self.engine.events.publish("container", "prune", "", {"reclaimed": "0"})
-        return deleted
+                    continue
+                deleted.append(container.id)
+                reclaimed += size
+        self.engine.events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return deleted, reclaimed
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -210,9 +210,12 @@ class Engine:
         self._server = server
         # The container manager takes over containers that outlived a previous engine
         # (live restore) and answers /info's counts from the first request on.
+        from simulator.build.executor import cache_of
         from simulator.engine.containers import manager_of
 
         await asyncio.to_thread(manager_of, self)
+        # The build cache holds layers from the start, before any build, prune or df.
+        await asyncio.to_thread(cache_of, self)
         try:
             for path in self.config.socket_paths():
                 await server.listen_unix(path)

@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -270,6 +271,25 @@ class OverlaySnapshotter:
         if not self._holds(key_or_name):
             raise SnapshotNotFoundError(f"snapshot {key_or_name} does not exist: not found")
         return _disk_usage(self.layer_root / key_or_name / "diff")
+
+    def content_size(self, key: str) -> int:
+        """The bytes of an active snapshot's own files as Docker counts a container's
+        ``SizeRw``: apparent sizes of everything but directories, hard links once."""
+        record = self._load_records().get(key)
+        if record is None:
+            raise SnapshotNotFoundError(f"snapshot {key} does not exist: not found")
+        root = self._snapshot_dir(record.id) / "fs"
+        seen: set[tuple[int, int]] = set()
+        size = 0
+        for directory, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:  # a symlink to a directory is in dirnames
+                status = os.lstat(os.path.join(directory, name))
+                if stat.S_ISDIR(status.st_mode):
+                    continue
+                if (status.st_dev, status.st_ino) not in seen:
+                    seen.add((status.st_dev, status.st_ino))
+                    size += status.st_size
+        return size
 
     # Active and view snapshots (this engine's data root).
 

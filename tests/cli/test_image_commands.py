@@ -492,6 +492,11 @@ def test_images_digests_show_the_pulled_digest(pulled: CliRun, slipway: CliRun) 
 # -- tag and rmi ----------------------------------------------------------------------------------
 
 
+def _rows_in_any_order(table: str) -> tuple[str, list[str]]:
+    header, *rows = normalise_times(table).splitlines()
+    return header, sorted(rows)
+
+
 def test_tag_and_rmi_print_what_the_real_cli_prints(two_engines: tuple[CliRun, CliRun]) -> None:
     real, ours = two_engines
     for cli in (real, ours):
@@ -515,7 +520,11 @@ def test_tag_and_rmi_print_what_the_real_cli_prints(two_engines: tuple[CliRun, C
     for step in steps:
         expected, mine = real(*step), ours(*step)
         assert mine.returncode == expected.returncode, (step, mine.stderr)
-        assert normalise_times(mine.stdout) == normalise_times(expected.stdout), step
+        if step == ("images",):
+            # One image's repositories come from a Go map in the real CLI: any order.
+            assert _rows_in_any_order(mine.stdout) == _rows_in_any_order(expected.stdout)
+        else:
+            assert normalise_times(mine.stdout) == normalise_times(expected.stdout), step
         assert mine.stderr == expected.stderr, step
     removal = ours("rmi", "busybox")
     assert removal.returncode == 1

@@ -2,9 +2,9 @@
 learner types them, each with the normalisations its output needs before two runs of it can
 be compared, and what every run of it must show.
 
-Left out, because they belong to later issues: port publishing (`-p 5005:80`) and `docker
-port` (networking, #5), the browser steps, and `docker build` (#6). `docker manifest inspect`
-runs with our CLI only: the real CLI asks Docker Hub itself, which is out of reach offline.
+Left out: the browser steps, and `docker build` (chapter 4, tested in tests/build).
+`docker manifest inspect` runs with our CLI only: the real CLI asks Docker Hub itself, which
+is out of reach offline.
 
 Normalisations (each step names the ones it needs; container IDs are always normalised):
 - container IDs: a container's 64- and 12-hex IDs, and the prefixes the script types, become
@@ -111,8 +111,10 @@ SCRIPT: tuple[Step, ...] = (
     Step(5, ("ps", "-a"), TABLE, course=False),
     Step(5, ("ps", "-aq"), course=False),
     Step(5, ("rm", "$(docker ps -aq)", "-f")),
-    Step(5, ("run", "-d", "--name", "web", "nginx"), ("pull",), creates="web"),
-    Step(5, ("ps",), TABLE, shows=r" nginx +\"nginx -g 'daemon of…\" ", course=False),
+    Step(5, ("run", "-d", "--name", "web", "-p", "5005:80", "nginx"), ("pull",), creates="web"),
+    Step(5, ("ps",), TABLE, shows=r" nginx +\"nginx -g 'daemon of…\" .* 0\.0\.0\.0:5005->80/tcp",
+         course=False),
+    Step(5, ("port", "web"), shows=r"^80/tcp -> 0\.0\.0\.0:5005\n"),
     # Chapter 8: volumes.
     Step(8, ("volume",)),
     Step(8, ("volume", "ls")),

@@ -158,7 +158,10 @@ def _port_list(ports: dict[str, Any]) -> list[dict[str, Any]]:
     return listed
 
 
-def _summary(container: Container, size_rw: int | None, network: dict[str, Any]) -> dict[str, Any]:
+def summary_of(
+    container: Container, sizes: tuple[int, int] | None, network: dict[str, Any]
+) -> dict[str, Any]:
+    """A container's entry in ``GET /containers/json``; ``sizes`` are SizeRw and SizeRootFs."""
     host = container.host_config
     summary: dict[str, Any] = {
         "Id": container.id,
@@ -184,9 +187,8 @@ def _summary(container: Container, size_rw: int | None, network: dict[str, Any])
         "NetworkSettings": {"Networks": network.get("Networks") or {}},
         "Mounts": container.mounts,
     }
-    if size_rw is not None:
-        summary["SizeRw"] = size_rw
-        summary["SizeRootFs"] = size_rw
+    if sizes is not None:
+        summary["SizeRw"], summary["SizeRootFs"] = sizes
     return summary
 
 
@@ -266,7 +268,7 @@ async def list_containers(engine: Engine, request: Request) -> Response:
 
     def summaries() -> list[dict[str, Any]]:
         return [
-            _summary(c, manager.size_rw(c) if with_size else None, manager.network_settings(c))
+            summary_of(c, manager.sizes(c) if with_size else None, manager.network_settings(c))
             for c in selected
         ]
 
@@ -274,7 +276,7 @@ async def list_containers(engine: Engine, request: Request) -> Response:
 
 
 def _inspect(
-    container: Container, size_rw: int | None, log_path: str, network: dict[str, Any]
+    container: Container, sizes: tuple[int, int] | None, log_path: str, network: dict[str, Any]
 ) -> dict[str, Any]:
     config = dict(container.config)
     config.setdefault("Hostname", "")
@@ -318,19 +320,18 @@ def _inspect(
         "Config": config,
         "NetworkSettings": network or _NO_NETWORK_SETTINGS,
     }
-    if size_rw is not None:
-        body["SizeRw"] = size_rw
-        body["SizeRootFs"] = size_rw
+    if sizes is not None:
+        body["SizeRw"], body["SizeRootFs"] = sizes
     return body
 
 
 async def inspect_container(engine: Engine, request: Request) -> Response:
     manager = _manager(engine)
     container = manager.store.get(request.params["id"])
-    size_rw = await _call(manager.size_rw, container) if request.flag("size") else None
+    sizes = await _call(manager.sizes, container) if request.flag("size") else None
     legacy_aliases = not request.version_at_least("1.45")
     network = await _call(manager.network_settings, container, legacy_aliases)
-    body = _inspect(container, size_rw, str(manager.log_path(container)), network)
+    body = _inspect(container, sizes, str(manager.log_path(container)), network)
     body["ExecIDs"] = manager.execs.ids_of(container.id) or None
     return json_response(body)
 
@@ -420,8 +421,8 @@ async def prune_containers(engine: Engine, request: Request) -> Response:
         created = parse_rfc3339(container.created) or 0.0
         return until is None or created < until
 
-    deleted = await _call(_manager(engine).prune, chosen)
-    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+    deleted, reclaimed = await _call(_manager(engine).prune, chosen)
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
 async def rename_container(engine: Engine, request: Request) -> Response:

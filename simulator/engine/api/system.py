@@ -28,7 +28,6 @@ from simulator.engine.server import (
     parse_version,
 )
 from simulator.images.reference import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN
-from simulator.images.store import ImageNotFound
 from simulator.volumes import VolumeNotFound, VolumeUsage
 
 if TYPE_CHECKING:
@@ -331,22 +330,14 @@ def system_disk_usage(engine: Engine, kinds: set[str], api_version: str) -> dict
 def _disk_usage_containers(engine: Engine) -> list[dict[str, Any]]:
     """Every container's summary with its sizes: ``SizeRw``, what it wrote, and
     ``SizeRootFs``, that and its image."""
-    from simulator.engine.api.containers import _summary
+    from simulator.engine.api.containers import summary_of
     from simulator.engine.containers import manager_of
 
     manager = manager_of(engine)
-    image_sizes: dict[str, int] = {}
     summaries = []
     for container in manager.store.all():
-        if container.image_id not in image_sizes:
-            try:
-                image_sizes[container.image_id] = engine.images.get(container.image_id).size
-            except ImageNotFound:  # removed with --force while the container stays
-                image_sizes[container.image_id] = 0
-        size_rw = manager.size_rw(container)
-        summary = _summary(container, size_rw, manager.network_settings(container))
-        summary["SizeRootFs"] = image_sizes[container.image_id] + size_rw
-        summaries.append(summary)
+        sizes = manager.sizes(container)
+        summaries.append(summary_of(container, sizes, manager.network_settings(container)))
     return summaries
 
 
