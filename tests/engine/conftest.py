@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from simulator.engine.containers import runtime_root_for
 from tests.support.dockerd import is_executable_binary
 from tests.support.netns import NetworkNamespace
 
@@ -282,6 +283,9 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., RunningEngine]]:
     finally:
         for engine in started:
             engine.stop()
+            # The runtime's state for this engine (under /run/slipway), which outlives an
+            # engine so that it can adopt its containers again.
+            shutil.rmtree(runtime_root_for(engine.data_root), ignore_errors=True)
         for socket_dir in socket_dirs:
             shutil.rmtree(socket_dir, ignore_errors=True)
         for netns in namespaces:
