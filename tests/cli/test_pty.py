@@ -6,17 +6,10 @@ given back exactly as it was."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import pty
 import re
-import select
-import signal
-import struct
 import subprocess
 import termios
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +17,8 @@ import pytest
 
 from tests.cli import test_container_commands as commands
 from tests.engine.conftest import DockerRun, RunningEngine
+from tests.support.terminal import Terminal
+from tests.support.terminal import terminal as in_terminal
 
 # The engine of the command tests (its containers in a cgroup of its own, all removed
 # afterwards) and the real CLI on it.
@@ -32,85 +27,6 @@ docker = commands.docker
 
 pytestmark = pytest.mark.timeout(300)
 CTRL_P_CTRL_Q = b"\x10\x11"
-WAIT_SECONDS = 30.0  # a bound against hangs, never a measure
-
-
-class Terminal:
-    """A command in a pseudo-terminal of its own (its controlling terminal)."""
-
-    def __init__(self, argv: list[str], environment: dict[str, str], rows: int, cols: int):
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.before = termios.tcgetattr(slave)
-        self.process = subprocess.Popen(
-            argv,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env={**environment, "TERM": "xterm"},
-            start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its controlling terminal
-        )
-        os.close(slave)
-        self.output = b""
-        self._seen = 0
-
-    def attributes(self) -> list:
-        """The terminal's termios attributes now (the master shares the slave's)."""
-        return termios.tcgetattr(self.master)
-
-    def resize(self, rows: int, cols: int) -> None:
-        """A new window size: the command gets SIGWINCH, as from a resized window."""
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def expect(self, pattern: bytes) -> re.Match[bytes]:
-        """Read until ``pattern`` shows in what came since the last match."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            match = regex.search(self.output, self._seen)
-            if match:
-                self._seen = match.end()
-                return match
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"{pattern!r} never showed in {self.output!r}")
-            if not self._read(left):
-                pytest.fail(f"the terminal closed before {pattern!r}: {self.output!r}")
-
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.master], [], [], min(timeout, 1.0))
-        if not ready:
-            return True
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:  # EIO: the command has gone
-            return False
-        self.output += data
-        return bool(data)
-
-    def wait(self) -> int:
-        """The command's exit status, once it has ended (its output read meanwhile)."""
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            status = self.process.poll()
-            if status is not None:
-                while self._read(0):
-                    if not select.select([self.master], [], [], 0)[0]:
-                        break
-                return status
-            self._read(0.1)
-        pytest.fail(f"the command did not end: {self.output!r}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-        os.close(self.master)
 
 
 @contextlib.contextmanager
@@ -119,11 +35,8 @@ def terminal(
 ) -> Iterator[Terminal]:
     """Our CLI with ``arguments`` in a terminal of ``rows`` x ``cols``."""
     environment = commands.cli_environment(engine, tmp_path)
-    session = Terminal([*commands.OUR_CLI, *arguments], environment, rows, cols)
-    try:
+    with in_terminal([*commands.OUR_CLI, *arguments], environment, rows, cols) as session:
         yield session
-    finally:
-        session.close()
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:

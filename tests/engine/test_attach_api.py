@@ -4,17 +4,9 @@ engine) on a raw attach connection."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import pty
-import re
-import select
-import signal
 import socket
-import struct
-import termios
 import time
 from pathlib import Path
 
@@ -23,6 +15,7 @@ import pytest
 from simulator.engine.execs import DetachKeys, parse_detach_keys
 from tests.engine import test_containers_api
 from tests.engine.conftest import DockerRun, RunningEngine
+from tests.support.terminal import terminal
 
 # The engine (every container removed, nothing left mounted, afterwards) and the real CLI.
 engine = test_containers_api.engine
@@ -37,74 +30,6 @@ def _ok(result: object) -> str:
     return result.stdout  # type: ignore[attr-defined]
 
 
-class Terminal:
-    """A command in a pseudo-terminal of its own, as in a learner's shell."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 24, cols: int = 80):
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: become the command
-            try:
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        self.resize(rows, cols)
-        self.output = b""
-        self._seen = 0
-
-    def resize(self, rows: int, cols: int) -> None:
-        """Set the terminal's size: the command gets SIGWINCH, as from a resized window."""
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    def expect(self, pattern: bytes) -> re.Match[bytes]:
-        """Read until ``pattern`` (a regular expression) shows in what came since the last
-        match; fail with the whole output if it never does."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            match = regex.search(self.output, self._seen)
-            if match:
-                self._seen = match.end()
-                return match
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"{pattern!r} never showed in {self.output!r}")
-            if not self._read(left):
-                pytest.fail(f"the terminal closed before {pattern!r}: {self.output!r}")
-
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.fd], [], [], min(timeout, 1.0))
-        if not ready:
-            return True
-        try:
-            data = os.read(self.fd, 65536)
-        except OSError:  # EIO: the command has gone
-            return False
-        self.output += data
-        return bool(data)
-
-    def wait(self) -> int:
-        """The command's exit status, once it has ended (its output read meanwhile)."""
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.pid = 0
-                return os.waitstatus_to_exitcode(status)
-            self._read(0.1)
-        pytest.fail(f"the command did not end: {self.output!r}")
-
-    def close(self) -> None:
-        if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            self.pid = 0
-        os.close(self.fd)
-
-
 def cli_env(engine: RunningEngine, tmp_path: Path) -> dict[str, str]:
     """The environment ``docker`` fixture gives the CLI, plus a terminal type."""
     config = tmp_path / f"docker-config-{engine.socket_path.parent.name}"
@@ -116,15 +41,6 @@ def cli_env(engine: RunningEngine, tmp_path: Path) -> dict[str, str]:
         "DOCKER_CONFIG": str(config),
         "TERM": "xterm",
     }
-
-
-@contextlib.contextmanager
-def terminal(argv: list[str], env: dict[str, str], rows: int = 24, cols: int = 80):
-    session = Terminal(argv, env, rows, cols)
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 def _state(docker: DockerRun, name: str) -> dict[str, object]:

@@ -16,7 +16,8 @@ import docker as docker_sdk  # docker-py
 
 from tests.engine import test_containers_api
 from tests.engine.conftest import DockerRun, RunningEngine
-from tests.engine.test_attach_api import WAIT_SECONDS, cli_env, terminal
+from tests.engine.test_attach_api import WAIT_SECONDS, cli_env
+from tests.support.terminal import terminal
 
 # The engine (every container removed, nothing left mounted, afterwards) and the real CLI.
 engine = test_containers_api.engine
