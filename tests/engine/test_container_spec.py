@@ -1186,7 +1186,6 @@ def test_cgroup() -> Iterator[str]:
                 pass
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="running a container needs root")
 @pytest.mark.timeout(120)
 def test_a_built_spec_runs_busybox_with_the_expected_env_cwd_user_and_memory_limit(
     busybox_image, test_cgroup, tmp_path
