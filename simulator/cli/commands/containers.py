@@ -38,13 +38,13 @@ from simulator.cli.commands.images import (
     INSPECT_FORMAT_HELP,
     confirm,
     filters_param,
-    go_reformat,
     go_value,
     os_error_text,
     parse_filters,
     prune_filters,
     with_command,
     write_inspect,
+    write_inspected,
 )
 from simulator.cli.flags import (
     NO_ARGS,
@@ -2291,15 +2291,7 @@ def _inspect(context: Context, options: Options, args: list[str]) -> None:
             texts.append(template.execute(go_value(text)) + "\n")
         except TemplateError as error:
             errors.append(f"template parsing error: {error}")
-    if template is not None:
-        context.stdout.write("".join(texts) or "\n")
-    elif not texts:
-        context.stdout.write("[]\n")
-    else:
-        joined = "[" + ",".join(texts) + "]"
-        context.stdout.write(go_reformat(joined, None if format_text else "    ") + "\n")
-    if errors:
-        raise StatusError(1, "\n".join(errors))
+    write_inspected(context, template, format_text, texts, errors)
 
 
 # -- export and cp ------------------------------------------------------------------------------

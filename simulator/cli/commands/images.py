@@ -264,6 +264,14 @@ def write_inspect(context: Context, names: Iterable[str], format_text: str, fetc
                 texts.append(_raw_fallback(template, value, error) + "\n")
             except TemplateExecError as failure:
                 errors.append(f"template parsing error: {failure}")
+    write_inspected(context, template, format_text, texts, errors)
+
+
+def write_inspected(
+    context: Context, template: Any, format_text: str, texts: list[str], errors: list[str]
+) -> None:
+    """Print what ``inspect`` made of each object (template output, or one JSON array as
+    Docker indents it), then the errors, each on its own line, with status 1."""
     if template is not None:
         context.stdout.write("".join(texts) or "\n")
     elif not texts:
