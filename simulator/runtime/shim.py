@@ -78,6 +78,7 @@ class _Client:
         }
         self.pending = bytearray()
         self.reading = True  # False once the client half-closed its side
+        self.listening = True  # False once output can no longer reach it
         self.paused = False  # True while the container's stdin has too much queued
 
     def events(self) -> int:
@@ -209,7 +210,9 @@ class Shim:
                 elif kind == "output":
                     self._read_output(key.fd)
                 elif kind == "client":
-                    if events & selectors.EVENT_READ:
+                    # An event of this round for a client an earlier event of it dropped (its
+                    # socket closed, its number perhaps reused by a newer one) is stale.
+                    if events & selectors.EVENT_READ and client in self.clients:
                         self._client_input(client)
                     if events & selectors.EVENT_WRITE and client in self.clients:
                         self._flush_client(client)
@@ -289,7 +292,7 @@ class Shim:
             return
         self.log.write(stream, data)
         for client in list(self.clients):
-            if client.streams.get(stream):
+            if client.listening and client.streams.get(stream):
                 self._queue(client, client.frame(stream, data))
 
     def _queue(self, client: _Client, data: bytes) -> None:
@@ -308,7 +311,7 @@ class Shim:
         except BlockingIOError:
             pass
         except OSError:
-            self._drop(client)
+            self._stop_output(client)
             return
         self._watch(client)
 
@@ -336,7 +339,10 @@ class Shim:
                 self._close_stdin()
             client.stdin = False
             client.reading = False
-            self._watch(client)
+            if client.listening:
+                self._watch(client)
+            else:
+                self._drop(client)
             return
         if not client.stdin:
             return
@@ -384,6 +390,16 @@ class Shim:
                 self.sel.unregister(self.stdin_w)
             os.close(self.stdin_w)
             self.stdin_w = None
+
+    def _stop_output(self, client: _Client) -> None:
+        """Output can no longer reach a client that went away; what it sent before it went
+        is still read (and reaches the container) before it is dropped."""
+        client.listening = False
+        client.pending.clear()
+        if client.reading:
+            self._watch(client)
+        else:
+            self._drop(client)
 
     def _drop(self, client: _Client) -> None:
         if client in self.clients:

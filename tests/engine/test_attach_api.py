@@ -129,8 +129,12 @@ def test_the_engine_detaches_on_the_keys_and_never_passes_them_on(
         _read_to_end(client)  # the engine ends the attach
     assert _state(docker, "echo")["Running"] is True
     with _raw_attach(engine, "echo", "stream=1&stdin=1&stdout=1") as again:
-        again.sendall(b"\n")  # ends the line the terminal holds: cat prints it back
-        printed = _read_until(again, b"three\r\n")
+        try:
+            again.sendall(b"\n")  # ends the line the terminal holds: cat prints it back
+            printed = _read_until(again, b"three\r\n")
+        except (OSError, AssertionError) as error:
+            told = [line for line in engine.log_text().splitlines() if "attach" in line]
+            raise AssertionError(f"the second attach ended: {error}; engine: {told}") from error
     assert b"\x01" not in printed and b"x" not in printed  # the keys never reached it
     until = int(time.time()) + 1
     events = [
@@ -187,3 +191,24 @@ def test_all_of_a_large_stdin_reaches_the_container_before_it_closes(docker: Doc
     data = "0123456789abcdef" * 400_000
     result = docker("run", "-i", "--rm", "busybox", "sh", "-c", "sleep 0.5; wc -c", input=data)
     assert (result.returncode, result.stdout.strip()) == (0, str(len(data))), result.stderr
+
+
+def test_an_attach_right_after_a_detach_always_reaches_the_container(
+    docker: DockerRun, engine: RunningEngine
+) -> None:
+    # Each round leaves the shim an attach whose client went away while output for it was
+    # on its way: an event for it can come in the same round as the one that drops it.
+    _ok(docker("run", "-dit", "--name", "relay", "busybox", "cat"))
+    for round_number in range(200):
+        with _raw_attach(engine, "relay", "stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,x") as a:
+            a.sendall(b"one\n")
+            _read_until(a, b"one\r\n")
+            a.sendall(b"two\x01x")
+            _read_to_end(a)
+        with _raw_attach(engine, "relay", "stream=1&stdin=1&stdout=1") as again:
+            try:
+                again.sendall(b"\n")
+                _read_until(again, b"two\r\n")
+            except (OSError, AssertionError) as error:
+                raise AssertionError(f"round {round_number}: {error}") from error
+    assert _state(docker, "relay")["Running"] is True

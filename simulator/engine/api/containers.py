@@ -466,17 +466,26 @@ async def attach_container(engine: Engine, request: Request) -> Hijack:
             return
         try:
             shim_reader, shim_writer = await asyncio.open_unix_connection(str(sock_path))
-        except OSError:
+        except OSError as error:
+            log.info("attach to %s: no shim to attach to: %s", container.id, error)
             return
         detach = DetachKeys(detach_keys) if tty and wants["stdin"] else None
         to_client = from_client = None
         try:
             shim_writer.write(json.dumps(wants).encode() + b"\n")
             await shim_writer.drain()
-            await shim_reader.readline()
+            answer = await shim_reader.readline()
+            if not answer:
+                log.info("attach to %s: the shim closed the connection", container.id)
+                return
             to_client = asyncio.create_task(_copy(shim_reader, writer))
             from_client = asyncio.create_task(_attach_input(reader, shim_writer, detach))
             await asyncio.wait({to_client, from_client}, return_when=asyncio.FIRST_COMPLETED)
+            log.debug(
+                "attach to %s: %s ended first",
+                container.id,
+                "the client's input" if from_client.done() else "the container's output",
+            )
             if from_client.done():
                 if from_client.result() == "detach":
                     manager.event(container, "detach")
