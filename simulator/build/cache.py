@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -24,6 +25,7 @@ from simulator.images.store import ImageStore
 from simulator.snapshots import Kind, SnapshotNotFoundError
 
 CACHE_FILE = "cache.json"
+SOURCE_SUMS_KEPT = 1024  # COPY --from source sums remembered (in memory)
 # The builder names its working snapshots and views so: one sitting on a layer means a build
 # is using it (the record is "in use").
 BUILD_SNAPSHOT_PREFIX = "build-"
@@ -139,6 +141,12 @@ class BuildCache:
         self.images = images
         self.owner = f"{images.data_root} build-cache"
         self._lock = threading.Lock()
+        # Uses since the file was last written: key -> (count, last used). A cache hit
+        # rewrites nothing; the next write (or flush(), when the engine stops) keeps them.
+        self._uses: dict[str, tuple[int, str]] = {}
+        # What the files a COPY --from names in a stage's or an image's layers sum to (the
+        # layers never change), newest last, so that a cached step need not mount them.
+        self._source_sums: OrderedDict[str, Any] = OrderedDict()
         images.hold_layers_with(self.chain_ids)
 
     def get(self, key: str) -> Entry | None:
@@ -151,9 +159,8 @@ class BuildCache:
             layer = Layer(**value["layer"]) if value.get("layer") else None
             if layer is not None and not self._usable(layer):
                 return None
-            value["usage_count"] = int(value.get("usage_count") or 0) + 1
-            value["last_used"] = oci.rfc3339()
-            self._write(entries)
+            count, _ = self._uses.get(key, (0, ""))
+            self._uses[key] = (count + 1, oci.rfc3339())
         return Entry(layer, value.get("created", ""), value.get("description", ""))
 
     def put(self, key: str, entry: Entry) -> None:
@@ -170,6 +177,26 @@ class BuildCache:
                 "usage_count": 1,
             }
             self._write(entries)
+
+    def source_sums(self, key: str) -> Any:
+        """What remember_source_sums kept under ``key``, or None."""
+        with self._lock:
+            if key in self._source_sums:
+                self._source_sums.move_to_end(key)
+            return self._source_sums.get(key)
+
+    def remember_source_sums(self, key: str, sums: Any) -> None:
+        with self._lock:
+            self._source_sums[key] = sums
+            self._source_sums.move_to_end(key)
+            while len(self._source_sums) > SOURCE_SUMS_KEPT:
+                self._source_sums.popitem(last=False)
+
+    def flush(self) -> None:
+        """Write the uses counted since the last write."""
+        with self._lock:
+            if self._uses:
+                self._write(self._read())
 
     def chain_ids(self) -> list[str]:
         """Every layer the cache holds."""
@@ -288,14 +315,23 @@ class BuildCache:
         return self._holds(layer.chain_id) and self.images.content.exists(layer.digest)
 
     def _read(self) -> dict[str, Any]:
+        """The entries, with the uses not yet written counted in."""
         try:
             with open(self.root / CACHE_FILE) as file:
                 value = json.load(file)
         except (FileNotFoundError, ValueError):
             return {}
-        return value if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            return {}
+        for key, (count, last_used) in list(self._uses.items()):
+            entry = value.get(key)
+            if isinstance(entry, dict):
+                entry["usage_count"] = int(entry.get("usage_count") or 0) + count
+                entry["last_used"] = last_used
+        return value
 
     def _write(self, entries: dict[str, Any]) -> None:
+        """Write entries read with _read (and changed): the uses counted are in them."""
         path = self.root / CACHE_FILE
         temporary = path.with_name(f".{CACHE_FILE}.{secrets.token_hex(4)}.tmp")
         with open(temporary, "w") as file:
@@ -303,6 +339,7 @@ class BuildCache:
             file.flush()
             os.fsync(file.fileno())
         os.rename(temporary, path)
+        self._uses.clear()
 
 
 def _chosen(

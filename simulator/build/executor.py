@@ -702,14 +702,9 @@ class Builder:
     ) -> Entry:
         """Run ``work(rootfs)`` on a new snapshot of the stage (unless the cache has the
         result) and turn what it changed into a layer."""
-        if not self.options.no_cache:
-            entry = self.cache.get(key)
-            if entry is not None:
-                self.reporter.cached(step)
-                if entry.layer is not None:
-                    self.lease.pin_layer(entry.layer.chain_id)
-                    self.lease.hold_blob(entry.layer.digest)
-                return entry
+        entry = self._cached(key, step)
+        if entry is not None:
+            return entry
         snapshot = f"build-{secrets.token_hex(12)}"
         self.store.snapshots.prepare(snapshot, state.chain)
         try:
@@ -724,6 +719,18 @@ class Builder:
             raise
         entry = Entry(layer, oci.rfc3339(), description=step.vertex or step.text)
         self.cache.put(key, entry)
+        return entry
+
+    def _cached(self, key: str, step: Step) -> Entry | None:
+        """The cache's entry for the step (reported, its layer held), unless --no-cache."""
+        if self.options.no_cache:
+            return None
+        entry = self.cache.get(key)
+        if entry is not None:
+            self.reporter.cached(step)
+            if entry.layer is not None:
+                self.lease.pin_layer(entry.layer.chain_id)
+                self.lease.hold_blob(entry.layer.digest)
         return entry
 
     def _commit(self, snapshot: str, parent: str | None) -> Layer | None:
@@ -946,28 +953,43 @@ class Builder:
         if flags.get("checksum"):
             raise BuildError("ADD --checksum needs a remote source, which is not supported")
         source_from = self._expand(flags.get("from", ""), env)
-        with self._copy_source(source_from, step) as (root, from_context):
-            files = self._resolve_sources(root, sources, add, from_context, name)
-            contents = [
-                (path, self._expand(data, env) if expand else data, expand)
-                for path, data, expand in params["contents"]
-            ]
-            dest_path = _destination(state.run.working_dir, dest)
-            multiple = len(files) + len(contents) > 1 or any(
-                _has_wildcard(source) for source in sources
-            )
-            digests = [
-                (relative, content_digest(path), str(path.is_dir())) for relative, path in files
-            ]
+        contents = [
+            (path, self._expand(data, env) if expand else data, expand)
+            for path, data, expand in params["contents"]
+        ]
+        dest_path = _destination(state.run.working_dir, dest)
+        source_chain = self._source_chain(source_from, step) if source_from else None
+        # A stage's or an image's layers never change: what their files sum to is known
+        # from an earlier build, and a cache hit then mounts nothing.
+        sums_key = cache_key(source_chain, name, sources) if source_chain else None
+        known = self.cache.source_sums(sums_key) if sums_key else None
+        entry = None
+        if known is not None:
+            digests, hashes, multiple = known
             key = cache_key(state.chain, name, digests, contents, dest_path, chown, chmod, multiple)
-            hashes = [legacy_source_hash(root, relative) for relative, _ in files]
+            entry = self._cached(key, step)
+        if entry is None:
+            with self._copy_source(source_from, source_chain) as (root, from_context):
+                files = self._resolve_sources(root, sources, add, from_context, name)
+                multiple = len(files) + len(contents) > 1 or any(
+                    _has_wildcard(source) for source in sources
+                )
+                digests = [
+                    (relative, content_digest(path), str(path.is_dir())) for relative, path in files
+                ]
+                hashes = [legacy_source_hash(root, relative) for relative, _ in files]
+                if sums_key:
+                    self.cache.remember_source_sums(sums_key, (digests, hashes, multiple))
+                key = cache_key(
+                    state.chain, name, digests, contents, dest_path, chown, chmod, multiple
+                )
 
-            def write(rootfs: Path) -> None:
-                owner = _owner(rootfs, chown) if chown else (0, 0)
-                mode = int(chmod, 8) if chmod else None
-                self._copy_into(rootfs, files, contents, dest_path, multiple, owner, mode, add)
+                def write(rootfs: Path) -> None:
+                    owner = _owner(rootfs, chown) if chown else (0, 0)
+                    mode = int(chmod, 8) if chmod else None
+                    self._copy_into(rootfs, files, contents, dest_path, multiple, owner, mode, add)
 
-            entry = self._layer_step(state, step, key, write)
+                entry = self._layer_step(state, step, key, write)
         if len(hashes) == 1 and not contents:
             source_hash = hashes[0]
         else:
@@ -986,22 +1008,24 @@ class Builder:
         shown.append(params["dest"])
         self._record(state, entry, legacy, " ".join(shown), run=True)
 
-    @contextmanager
-    def _copy_source(self, source_from: str, step: Step) -> Iterator[tuple[Path, bool]]:
-        """The directory to copy from: the context, another stage's or an image's root
-        filesystem (mounted read-only while the copy runs)."""
-        assert self.context is not None and self.dockerfile is not None
-        if not source_from:
-            yield self.context.root, True
-            return
+    def _source_chain(self, source_from: str, step: Step) -> str | None:
+        """The layers of the stage or image ``COPY --from`` names (None: empty)."""
         assert self.stage is not None
         index = self._stage_reference(source_from, before=self.stage.index)
         if index is not None:
             if index not in self.built:
                 raise BuildError(f"stage {source_from} was not built", status=400)
-            chain = self.built[index].chain
-        else:
-            chain = self._from_image(source_from, step).chain
+            return self.built[index].chain
+        return self._from_image(source_from, step).chain
+
+    @contextmanager
+    def _copy_source(self, source_from: str, chain: str | None) -> Iterator[tuple[Path, bool]]:
+        """The directory to copy from: the context, or the root filesystem of another
+        stage or an image (its layers ``chain``, mounted read-only while the copy runs)."""
+        assert self.context is not None
+        if not source_from:
+            yield self.context.root, True
+            return
         view = f"build-view-{secrets.token_hex(12)}"
         root = self.work / view
         root.mkdir()

@@ -85,9 +85,10 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_file_atomically(path: Path, data: bytes) -> None:
+def _write_file_atomically(path: Path, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file beside it: fsync, rename, fsync
-    the directory."""
+    the directory (without ``durable``, no fsync: readers never see a partial file, but a
+    crash may lose it)."""
     temporary = path.parent / f"{_TEMPORARY_PREFIX}tmp-{secrets.token_hex(8)}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
@@ -95,14 +96,16 @@ def _write_file_atomically(path: Path, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def _owner_file_name(owner: str) -> str:
@@ -317,8 +320,10 @@ class ContentStore:
 
     # References
 
-    def add_ref(self, digest: str, owner: str) -> None:
-        """Record that ``owner`` uses the blob. Adding the same reference twice is harmless."""
+    def add_ref(self, digest: str, owner: str, durable: bool = True) -> None:
+        """Record that ``owner`` uses the blob. Adding the same reference twice is harmless.
+        A reference that need not outlive a crash (a lease's) can skip ``durable``: the
+        others see it at once all the same."""
         hex_digest = parse_digest(digest)
         file_name = _owner_file_name(owner)
         with self._refs_locked():
@@ -327,11 +332,12 @@ class ContentStore:
             directory = self._refs / hex_digest
             if not directory.is_dir():
                 directory.mkdir()
-                _fsync_directory(self._refs)
+                if durable:
+                    _fsync_directory(self._refs)
             if not (directory / file_name).exists():
-                _write_file_atomically(directory / file_name, owner.encode())
+                _write_file_atomically(directory / file_name, owner.encode(), durable)
 
-    def remove_ref(self, digest: str, owner: str) -> None:
+    def remove_ref(self, digest: str, owner: str, durable: bool = True) -> None:
         """Drop ``owner``'s reference; a reference that isn't there is ignored."""
         hex_digest = parse_digest(digest)
         file_name = _owner_file_name(owner)
@@ -341,7 +347,8 @@ class ContentStore:
                 (directory / file_name).unlink()
             except FileNotFoundError:
                 return
-            _fsync_directory(directory)
+            if durable:
+                _fsync_directory(directory)
             if not self._owner_file_names(directory):
                 self._remove_refs_directory(hex_digest)
 

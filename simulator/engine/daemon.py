@@ -273,6 +273,9 @@ class Engine:
         networks = getattr(self, "networks", None)
         if networks is not None:
             await asyncio.to_thread(networks.close)
+        build_cache = getattr(self, "build_cache", None)
+        if build_cache is not None:
+            await asyncio.to_thread(build_cache.flush)
 
     def _log_request(self, request: RequestRecord) -> None:
         self.api_log.record(request)

@@ -184,7 +184,7 @@ class Lease:
     def hold_blob(self, digest: str) -> bool:
         """Hold a blob of the content store; False if there is no such blob."""
         try:
-            self._store.content.add_ref(digest, self.owner)
+            self._store.content.add_ref(digest, self.owner, durable=False)
         except BlobNotFound:
             return False
         self._blobs.add(digest)
@@ -200,7 +200,7 @@ class Lease:
             return
         self._closed = True
         for digest in self._blobs:
-            self._store.content.remove_ref(digest, self.owner)
+            self._store.content.remove_ref(digest, self.owner, durable=False)
         self._store._unpin_layers(self._layers)
         if self._blobs:
             self._store.content.collect()

@@ -685,3 +685,43 @@ def test_a_refused_build_reads_its_context_first(engine: RunningEngine) -> None:
         assert connection.getresponse().read() == b"OK"
     finally:
         connection.close()
+
+
+STAGED_APP = {
+    "Dockerfile": """FROM busybox AS make
+COPY message.txt /out/message.txt
+RUN tr a-z A-Z < /out/message.txt > /out/shout.txt
+
+FROM busybox
+COPY --from=make /out/ /out/
+CMD ["cat", "/out/message.txt", "/out/shout.txt"]
+""",
+    "message.txt": "first\n",
+}
+
+
+def _snapshot_records(engine: RunningEngine) -> tuple[int, int]:
+    """The snapshot records file's inode and mtime: they change with every snapshot made."""
+    (records,) = engine.data_root.rglob("snapshots/metadata.json")
+    status = records.stat()
+    return status.st_ino, status.st_mtime_ns
+
+
+def test_copy_from_a_stage_is_cached_without_mounting_it_and_follows_its_changes(
+    engine: RunningEngine, slipway: CliRun, real: CliRun, tmp_path: Path
+) -> None:
+    context = write_tree(tmp_path / "staged", STAGED_APP)
+    assert slipway("build", "-t", "staged", ".", cwd=context).returncode == 0
+    records = _snapshot_records(engine)
+    again = slipway("build", "-t", "staged", ".", cwd=context)
+    assert again.returncode == 0, again.stderr
+    outcomes = vertex_outcomes(again.stderr)
+    assert outcomes["[stage-1 2/2] COPY --from=make /out/ /out/"] == "CACHED", outcomes
+    assert _snapshot_records(engine) == records  # no view of the stage was made to sum it
+    (context / "message.txt").write_text("second\n")
+    changed = slipway("build", "-t", "staged", ".", cwd=context)
+    assert changed.returncode == 0, changed.stderr
+    outcomes = vertex_outcomes(changed.stderr)
+    assert outcomes["[stage-1 2/2] COPY --from=make /out/ /out/"] == "DONE", outcomes
+    ran = real("run", "--rm", "staged")
+    assert (ran.returncode, ran.stdout) == (0, "second\nSECOND\n"), ran.stderr
