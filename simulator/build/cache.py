@@ -22,7 +22,7 @@ from typing import Any
 
 from simulator.images import oci
 from simulator.images.store import ImageStore
-from simulator.snapshots import Kind, SnapshotNotFoundError
+from simulator.snapshots import SnapshotNotFoundError
 
 CACHE_FILE = "cache.json"
 SOURCE_SUMS_KEPT = 1024  # COPY --from source sums remembered (in memory)
@@ -306,10 +306,7 @@ class BuildCache:
             return 0
 
     def _holds(self, chain_id: str) -> bool:
-        try:
-            return self.images.snapshots.stat(chain_id).kind is Kind.COMMITTED
-        except SnapshotNotFoundError:
-            return False
+        return self.images.snapshots.holds(chain_id)
 
     def _usable(self, layer: Layer) -> bool:
         return self._holds(layer.chain_id) and self.images.content.exists(layer.digest)

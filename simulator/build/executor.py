@@ -65,6 +65,8 @@ PREDEFINED_ARGS = frozenset(
     "ALL_PROXY all_proxy".split()
 )
 _READ_SIZE = 1 << 16
+WORK_DIRECTORY = "tmp"  # under the engine's build root: one directory per running build
+TRASH_DIRECTORY = "trash"  # finished builds' directories, deleted in the background
 
 log = logging.getLogger("simulator.build")
 
@@ -154,6 +156,7 @@ def cache_of(engine: Engine) -> BuildCache:
     """The engine's build cache, made on first use."""
     cache = getattr(engine, "build_cache", None)
     if not isinstance(cache, BuildCache):
+        sweep_work_directories(engine.data_root / "build")  # first use: no build runs yet
         cache = BuildCache(engine.data_root / "build", engine.images)
         engine.build_cache = cache  # type: ignore[attr-defined]
     return cache
@@ -227,7 +230,7 @@ class Builder:
 
         self.network = network or manager_of(engine).build_network
         self.cache = cache_of(engine)
-        self.work = engine.data_root / "build" / "tmp" / secrets.token_hex(8)
+        self.work = engine.data_root / "build" / WORK_DIRECTORY / secrets.token_hex(8)
         self.lease = self.store.lease()
         self.context: BuildContext | None = None
         self.dockerfile: Dockerfile | None = None
@@ -245,7 +248,7 @@ class Builder:
 
     def close(self) -> None:
         """Release what the build held; an image it recorded keeps its own hold."""
-        remove_work_directory(self.work)
+        remove_work_directory(self.work, later=True)
         self.lease.close()
 
     def prepare(self, stream: BinaryIO) -> None:
@@ -1353,9 +1356,10 @@ def _mounts_under(directory: Path) -> list[str]:
     return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
 
 
-def remove_work_directory(directory: Path) -> None:
+def remove_work_directory(directory: Path, later: bool = False) -> None:
     """Remove a build's directory, after unmounting anything still mounted in it (never
-    deleting through a mount into a layer)."""
+    deleting through a mount into a layer). ``later``: it moves to the engine's build
+    trash at once, and a thread deletes it there (the build's answer need not wait)."""
     for point in _mounts_under(directory):
         try:
             unmount(point)
@@ -1365,4 +1369,28 @@ def remove_work_directory(directory: Path) -> None:
     if _mounts_under(directory):
         log.error("keeping %s: something is still mounted in it", directory)
         return
+    if later:
+        trash = directory.parent.parent / TRASH_DIRECTORY
+        try:
+            trash.mkdir(mode=0o700, exist_ok=True)
+            os.rename(directory, trash / directory.name)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            log.warning("cannot move %s to the trash: %s", directory, error)
+        else:
+            directory = trash / directory.name
+            threading.Thread(
+                target=shutil.rmtree, args=(directory, True), name="build-trash", daemon=True
+            ).start()
+            return
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def sweep_work_directories(build_root: Path) -> None:
+    """Remove what builds of an engine that stopped left in its work and trash directories
+    (a build's own directory is under ``build_root/tmp``)."""
+    for parent in (build_root / WORK_DIRECTORY, build_root / TRASH_DIRECTORY):
+        with suppress(FileNotFoundError):
+            for child in parent.iterdir():
+                remove_work_directory(child)

@@ -19,7 +19,7 @@ import re
 import secrets
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,33 +324,44 @@ class ContentStore:
         """Record that ``owner`` uses the blob. Adding the same reference twice is harmless.
         A reference that need not outlive a crash (a lease's) can skip ``durable``: the
         others see it at once all the same."""
-        hex_digest = parse_digest(digest)
+        self.add_refs([digest], owner, durable)
+
+    def add_refs(self, digests: Iterable[str], owner: str, durable: bool = True) -> None:
+        """add_ref for each of the blobs, under one hold of the lock; BlobNotFound (and none
+        added after it) at the first that is missing."""
         file_name = _owner_file_name(owner)
         with self._refs_locked():
-            if not self._blob_path(digest).is_file():
-                raise BlobNotFound(f"blob unknown: {digest}")
-            directory = self._refs / hex_digest
-            if not directory.is_dir():
-                directory.mkdir()
-                if durable:
-                    _fsync_directory(self._refs)
-            if not (directory / file_name).exists():
-                _write_file_atomically(directory / file_name, owner.encode(), durable)
+            for digest in digests:
+                hex_digest = parse_digest(digest)
+                if not self._blob_path(digest).is_file():
+                    raise BlobNotFound(f"blob unknown: {digest}")
+                directory = self._refs / hex_digest
+                if not directory.is_dir():
+                    directory.mkdir()
+                    if durable:
+                        _fsync_directory(self._refs)
+                if not (directory / file_name).exists():
+                    _write_file_atomically(directory / file_name, owner.encode(), durable)
 
     def remove_ref(self, digest: str, owner: str, durable: bool = True) -> None:
         """Drop ``owner``'s reference; a reference that isn't there is ignored."""
-        hex_digest = parse_digest(digest)
+        self.remove_refs([digest], owner, durable)
+
+    def remove_refs(self, digests: Iterable[str], owner: str, durable: bool = True) -> None:
+        """remove_ref for each of the blobs, under one hold of the lock."""
         file_name = _owner_file_name(owner)
-        directory = self._refs / hex_digest
         with self._refs_locked():
-            try:
-                (directory / file_name).unlink()
-            except FileNotFoundError:
-                return
-            if durable:
-                _fsync_directory(directory)
-            if not self._owner_file_names(directory):
-                self._remove_refs_directory(hex_digest)
+            for digest in digests:
+                hex_digest = parse_digest(digest)
+                directory = self._refs / hex_digest
+                try:
+                    (directory / file_name).unlink()
+                except FileNotFoundError:
+                    continue
+                if durable:
+                    _fsync_directory(directory)
+                if not self._owner_file_names(directory):
+                    self._remove_refs_directory(hex_digest)
 
     def refs(self, digest: str) -> set[str]:
         """The owners holding the blob."""
@@ -366,8 +377,9 @@ class ContentStore:
                 owners.add(urllib.parse.unquote(name, errors="strict"))
         return owners
 
-    def collect(self) -> list[str]:
-        """Delete every blob that no owner holds; return their digests.
+    def collect(self, among: Iterable[str] | None = None) -> list[str]:
+        """Delete every blob that no owner holds (or only those of the digests ``among``,
+        which one who just let them go names); return their digests.
 
         References are serialised against this, so a reference is never added to a blob
         being deleted. A blob committed but not yet referenced is unheld, and goes; callers
@@ -375,8 +387,12 @@ class ContentStore:
         add_ref after BlobNotFound."""
         removed = []
         with self._refs_locked():
-            for blob in self.walk():
-                hex_digest = parse_digest(blob.digest)
+            if among is None:
+                candidates = [blob.digest for blob in self.walk()]
+            else:
+                candidates = sorted({digest for digest in among if self.exists(digest)})
+            for digest in candidates:
+                hex_digest = parse_digest(digest)
                 if self._owner_file_names(self._refs / hex_digest):
                     continue
                 try:
@@ -384,10 +400,11 @@ class ContentStore:
                 except FileNotFoundError:
                     continue
                 self._remove_refs_directory(hex_digest)
-                removed.append(blob.digest)
-            for hex_digest in os.listdir(self._refs):  # references left by an interrupted delete
-                if not (self._blobs / hex_digest).exists():
-                    self._remove_refs_directory(hex_digest)
+                removed.append(digest)
+            if among is None:
+                for hex_digest in os.listdir(self._refs):  # left by an interrupted delete
+                    if not (self._blobs / hex_digest).exists():
+                        self._remove_refs_directory(hex_digest)
             if removed:
                 _fsync_directory(self._blobs)
         return removed

@@ -183,6 +183,8 @@ class Lease:
 
     def hold_blob(self, digest: str) -> bool:
         """Hold a blob of the content store; False if there is no such blob."""
+        if digest in self._blobs:
+            return True
         try:
             self._store.content.add_ref(digest, self.owner, durable=False)
         except BlobNotFound:
@@ -199,11 +201,10 @@ class Lease:
         if self._closed:
             return
         self._closed = True
-        for digest in self._blobs:
-            self._store.content.remove_ref(digest, self.owner, durable=False)
+        self._store.content.remove_refs(sorted(self._blobs), self.owner, durable=False)
         self._store._unpin_layers(self._layers)
         if self._blobs:
-            self._store.content.collect()
+            self._store.content.collect(self._blobs)
 
     def __enter__(self) -> Lease:
         return self
@@ -372,8 +373,7 @@ class ImageStore:
                 for ref in references + digests:
                     state["references"].pop(ref.string, None)
                     state["references"][ref.string] = image_id
-                for digest in self._image(image_id, state).blobs:
-                    self.content.add_ref(digest, owner)
+                self.content.add_refs(self._image(image_id, state).blobs, owner)
                 self._configs[image_id] = image_config
             return self.get(image_id)
         finally:
@@ -687,10 +687,7 @@ class ImageStore:
     # Internals: layers and blobs
 
     def _holds_layer(self, chain_id: str) -> bool:
-        try:
-            return self.snapshots.stat(chain_id).kind is Kind.COMMITTED
-        except SnapshotNotFoundError:
-            return False
+        return self.snapshots.holds(chain_id)
 
     def _layer_size(self, chain_id: str, layer: Descriptor) -> int:
         """The unpacked size of a layer: recorded when this engine unpacked it, else counted

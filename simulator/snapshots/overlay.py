@@ -222,6 +222,11 @@ class OverlaySnapshotter:
         """True if committed layer ``name`` is in the layer root, whichever engine made it."""
         return _is_layer_name(name) and (self.layer_root / name / "layer.json").is_file()
 
+    def holds(self, name: str) -> bool:
+        """True if ``name`` is a committed layer this engine holds (stat's COMMITTED, read
+        without this engine's metadata)."""
+        return self._holds(name)
+
     def remove(self, key_or_name: str) -> None:
         """Remove an active or view snapshot, or drop this engine's hold on a committed layer
         (deleted from the host when no engine holds it any more)."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from simulator.build.executor import sweep_work_directories
 from simulator.cli.units import human_size
 from simulator.images import oci
 from tests.build.conftest import MULTI_APP, NODE_APP, CliRun, write_tree
@@ -725,3 +726,25 @@ def test_copy_from_a_stage_is_cached_without_mounting_it_and_follows_its_changes
     assert outcomes["[stage-1 2/2] COPY --from=make /out/ /out/"] == "DONE", outcomes
     ran = real("run", "--rm", "staged")
     assert (ran.returncode, ran.stdout) == (0, "second\nSECOND\n"), ran.stderr
+
+
+def test_a_finished_builds_directory_goes_at_once_and_is_deleted_behind_the_answer(
+    engine: RunningEngine, real: CliRun, tmp_path: Path
+) -> None:
+    context = write_tree(tmp_path / "staged", STAGED_APP)
+    assert real("build", "-q", "-t", "staged", str(context)).returncode == 0
+    build_root = engine.data_root / "build"
+    assert os.listdir(build_root / "tmp") == []
+    deadline = time.monotonic() + 30  # a bound against hangs, never a measure
+    while os.listdir(build_root / "trash") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(build_root / "trash") == []
+
+
+def test_an_engine_sweeps_what_builds_of_a_stopped_engine_left(tmp_path: Path) -> None:
+    build_root = tmp_path / "build"
+    for leftover in ("tmp/0123abcd/context/app", "trash/4567cdef/context/lib"):
+        (build_root / leftover).mkdir(parents=True)
+        (build_root / leftover / "file").write_text("left\n")
+    sweep_work_directories(build_root)
+    assert os.listdir(build_root / "tmp") == [] and os.listdir(build_root / "trash") == []

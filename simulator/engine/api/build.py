@@ -7,6 +7,7 @@ over the builder's cache."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import threading
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 STRUCTURED_PROGRESS = "slipwayprogress"  # only Slipway's CLI sends it
 PRUNE_FAILED = "failed to prune build cache"
+CONTEXT_BUFFER = 1 << 20
 # moby accepts these besides the record fields; it ignores the labels.
 PRUNE_FILTERS = ("until", "unused-for", "label", "label!", *CACHE_FIELDS)
 _GO_INT = re.compile(r"[+-]?[0-9]+")
@@ -106,7 +108,8 @@ async def _build(engine: Engine, request: Request) -> StreamResponse:
     options = build_options(request)
     structured = request.flag(STRUCTURED_PROGRESS)
     quiet = request.flag("q")
-    body = request.blocking_body()
+    # Buffered: the tar reader's many small reads are served here, not each by the loop.
+    body = io.BufferedReader(request.blocking_body(), CONTEXT_BUFFER)
 
     def work(post: progress.Post, cancelled: threading.Event) -> None:
         reporter: Reporter = Vertices(post) if structured else LegacyStream(post, quiet)
