@@ -60,6 +60,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.engine_run import remove_cgroups, start_engine  # noqa: E402
 from simulator.engine.containers import runtime_root_for  # noqa: E402
 from simulator.hub.process import serving  # noqa: E402
 from simulator.hub.storage import DEFAULT_ROOT  # noqa: E402
@@ -196,40 +197,6 @@ class Engine:
             self.api("DELETE", f"/containers/{container_id}?force=1")
 
 
-def start_our_engine(workdir: Path, netns: NetworkNamespace, hub: str) -> subprocess.Popen:
-    sock = workdir / "engine.sock"
-    engine = subprocess.Popen(
-        netns.command([sys.executable, "-m", "simulator.engine"])
-        + ["--data-root", str(workdir / "data"), "--layer-root", str(workdir / "layers"),
-           "--host", f"unix://{sock}", "--mirror", f"http://{hub}", "--offline",
-           "--cgroup-parent", f"/slipway-bench/{os.getpid()}"],
-        cwd=REPO_ROOT,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.socket(socket.AF_UNIX) as probe:
-                probe.connect(str(sock))
-            return engine
-        except OSError:
-            time.sleep(0.05)
-    engine.kill()
-    raise RuntimeError("the engine did not start")
-
-
-def remove_cgroups(relative: str) -> None:
-    """Remove the benchmark's cgroup parent (and slipway-bench, if empty) everywhere."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        for path in (hierarchy / relative, hierarchy / relative.split("/")[0]):
-            if path.is_dir():
-                for directory in sorted(path.glob("**/"), key=lambda p: -len(p.parts)):
-                    try:
-                        directory.rmdir()
-                    except OSError:
-                        pass
-
-
 def measure_starts(engines: list[Engine], runs: int) -> None:
     for run in range(runs + 2):
         for engine in engines:
@@ -295,7 +262,7 @@ def with_engines(work: Callable[[list[Engine], str], None]) -> None:
         with serving(DEFAULT_ROOT) as hub:
             netns = NetworkNamespace()
             netns.portal(hub)
-            process = start_our_engine(workdir, netns, hub)
+            process = start_engine(workdir, netns, hub)
             config = workdir / "config"
             config.mkdir()
             ours = Engine(

@@ -1855,28 +1855,55 @@ def _attach(context: Context, options: Options, args: list[str]) -> int:
             connection = context.client.hijack(container_path(container_id, "/attach"), params)
             try:
                 _check_attachable(context.client.get_json(container_path(container_id, "/json")))
-                resize = None
-                if tty and terminal.is_terminal(file_descriptor(context.stdout)):
-                    resize = resizer(context, container_path(container_id, "/resize"))
-                    resize(1)  # a size change makes the shell show its prompt again
-                    resize()
-                outcome = relay_session(
+                _session(
                     context,
                     connection,
                     tty=tty,
                     stdin=stdin,
-                    stdout=True,
-                    stderr=True,
                     detach_keys=detach_keys,
-                    resize=resize,
+                    resize_path=container_path(container_id, "/resize"),
+                    shown=terminal.is_terminal(file_descriptor(context.stdout)),
+                    nudge=True,  # a size change makes the shell show its prompt again
                 )
             finally:
                 connection.close()
-        if outcome == terminal.DETACHED:
-            raise StatusError(1, "read escape sequence")
         return waiter.status()
     finally:
         waiter.close()
+
+
+def _session(
+    context: Context,
+    connection: Any,
+    *,
+    tty: bool,
+    stdin: bool,
+    detach_keys: str,
+    resize_path: str,
+    shown: bool,
+    nudge: bool = False,
+) -> None:
+    """Relay an attach or exec session; with a terminal that ``shown`` on, its size goes
+    to ``resize_path`` now (first off by one, with ``nudge``) and on each change. Fails
+    with "read escape sequence" when the detach keys end it."""
+    resize = None
+    if tty and shown:
+        resize = resizer(context, resize_path)
+        if nudge:
+            resize(1)
+        resize()
+    outcome = relay_session(
+        context,
+        connection,
+        tty=tty,
+        stdin=stdin,
+        stdout=True,
+        stderr=True,
+        detach_keys=detach_keys,
+        resize=resize,
+    )
+    if outcome == terminal.DETACHED:
+        raise StatusError(1, "read escape sequence")
 
 
 def _exec(context: Context, options: Options, args: list[str]) -> int:
@@ -1925,24 +1952,17 @@ def _exec(context: Context, options: Options, args: list[str]) -> int:
         return 0
     connection = context.client.hijack(f"/exec/{exec_id}/start", body=start)
     try:
-        resize = None
-        if tty and _stdin_is_terminal(context):
-            resize = resizer(context, f"/exec/{exec_id}/resize")
-            resize()
-        outcome = relay_session(
+        _session(
             context,
             connection,
             tty=tty,
             stdin=stdin,
-            stdout=True,
-            stderr=True,
             detach_keys=detach_keys,
-            resize=resize,
+            resize_path=f"/exec/{exec_id}/resize",
+            shown=_stdin_is_terminal(context),
         )
     finally:
         connection.close()
-    if outcome == terminal.DETACHED:
-        raise StatusError(1, "read escape sequence")
     result = context.client.get_json(f"/exec/{exec_id}/json")
     return int(result.get("ExitCode") or 0)
 
