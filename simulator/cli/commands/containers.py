@@ -1727,8 +1727,7 @@ def start_attached(
     wait (for removal with --rm, else the next exit) posted before the start, then the
     session. Returns the container's exit status, or 0 when the user detached. A failed start
     raises ``start_failure(error)``, once the removal of a --rm container is seen."""
-    stdin, stdout, stderr = streams
-    params = attach_params(stdin, stdout, stderr, detach_keys)
+    params = attach_params(*streams, detach_keys)
     connection = context.client.hijack(container_path(container_id, "/attach"), params)
     try:
         waiter = Waiter(context, container_id, "removed" if auto_remove else "next-exit")
@@ -1738,19 +1737,14 @@ def start_attached(
             if auto_remove:
                 waiter.status()
             raise start_failure(error) from None
-        resize = None
-        if tty and terminal.is_terminal(file_descriptor(context.stdout)):
-            resize = resizer(context, container_path(container_id, "/resize"))
-            resize()
-        outcome = relay_session(
+        outcome = session(
             context,
             connection,
             tty=tty,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
+            streams=streams,
             detach_keys=detach_keys,
-            resize=resize,
+            resize_path=container_path(container_id, "/resize"),
+            shown=terminal.is_terminal(file_descriptor(context.stdout)),
         )
         if outcome == terminal.DETACHED:
             waiter.close()
@@ -1855,11 +1849,11 @@ def _attach(context: Context, options: Options, args: list[str]) -> int:
             connection = context.client.hijack(container_path(container_id, "/attach"), params)
             try:
                 _check_attachable(context.client.get_json(container_path(container_id, "/json")))
-                _session(
+                outcome = session(
                     context,
                     connection,
                     tty=tty,
-                    stdin=stdin,
+                    streams=(stdin, True, True),
                     detach_keys=detach_keys,
                     resize_path=container_path(container_id, "/resize"),
                     shown=terminal.is_terminal(file_descriptor(context.stdout)),
@@ -1867,43 +1861,44 @@ def _attach(context: Context, options: Options, args: list[str]) -> int:
                 )
             finally:
                 connection.close()
+        if outcome == terminal.DETACHED:
+            raise StatusError(1, "read escape sequence")
         return waiter.status()
     finally:
         waiter.close()
 
 
-def _session(
+def session(
     context: Context,
     connection: Any,
     *,
     tty: bool,
-    stdin: bool,
+    streams: tuple[bool, bool, bool],
     detach_keys: str,
     resize_path: str,
     shown: bool,
     nudge: bool = False,
-) -> None:
-    """Relay an attach or exec session; with a terminal that ``shown`` on, its size goes
-    to ``resize_path`` now (first off by one, with ``nudge``) and on each change. Fails
-    with "read escape sequence" when the detach keys end it."""
+) -> str:
+    """Relay an attach or exec session (``streams``: stdin, stdout, stderr) and return how it
+    ended; with a terminal that ``shown`` on, its size goes to ``resize_path`` now (first
+    off by one, with ``nudge``) and on each change."""
     resize = None
     if tty and shown:
         resize = resizer(context, resize_path)
         if nudge:
             resize(1)
         resize()
-    outcome = relay_session(
+    stdin, stdout, stderr = streams
+    return relay_session(
         context,
         connection,
         tty=tty,
         stdin=stdin,
-        stdout=True,
-        stderr=True,
+        stdout=stdout,
+        stderr=stderr,
         detach_keys=detach_keys,
         resize=resize,
     )
-    if outcome == terminal.DETACHED:
-        raise StatusError(1, "read escape sequence")
 
 
 def _exec(context: Context, options: Options, args: list[str]) -> int:
@@ -1952,17 +1947,19 @@ def _exec(context: Context, options: Options, args: list[str]) -> int:
         return 0
     connection = context.client.hijack(f"/exec/{exec_id}/start", body=start)
     try:
-        _session(
+        outcome = session(
             context,
             connection,
             tty=tty,
-            stdin=stdin,
+            streams=(stdin, True, True),
             detach_keys=detach_keys,
             resize_path=f"/exec/{exec_id}/resize",
             shown=_stdin_is_terminal(context),
         )
     finally:
         connection.close()
+    if outcome == terminal.DETACHED:
+        raise StatusError(1, "read escape sequence")
     result = context.client.get_json(f"/exec/{exec_id}/json")
     return int(result.get("ExitCode") or 0)
 
