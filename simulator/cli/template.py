@@ -1,15 +1,19 @@
-"""The subset of Go's text/template that `docker … --format` uses: text, {{.Field}} chains and
-methods with arguments, pipelines, function calls, parentheses, string and number literals,
-{{if}}/{{with}}/{{else}}/{{else if}}/{{end}}, trim markers and comments, with Go's error texts.
-Not supported: {{range}}, variables, {{define}}/{{template}}/{{block}}, and printing whole
-structs with {{.}}."""
+"""The subset of Go's text/template (Go 1.24, as in docker CLI 28) that `docker … --format`
+uses: text, {{.Field}} chains and methods with arguments, pipelines, function calls,
+parentheses and (…).Field, string and number literals, variables ($, $x := …, $x = …,
+$x.Field), {{if}}/{{with}}/{{range}} with {{else}}, {{else if}}/{{else with}}, {{break}} and
+{{continue}}, trim markers and comments, with Go's error texts. {{range}} walks slices, maps
+(in sorted key order) and ints. Not supported: {{define}}/{{template}}/{{block}}, and printing
+whole structs with {{.}}."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -115,13 +119,24 @@ def go_print(value: Any) -> str:
 
 
 def _go_float(value: float) -> str:
-    text = f"{value:g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        sign = exponent[0]
-        digits = exponent[1:].lstrip("0").rjust(2, "0")
-        text = f"{mantissa}e{sign}{digits}"
-    return text
+    """fmt.Sprint of a float64 (%g, shortest): its shortest digits, as %e when the exponent
+    is below -4 or above 5."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + int(exponent)  # where the decimal point goes among the digits
+    prefix = "-" if sign else ""
+    if not -4 <= point - 1 < 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{prefix}{mantissa}e{'-' if point < 1 else '+'}{abs(point - 1):02d}"
+    if point <= 0:
+        return f"{prefix}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return prefix + digits + "0" * (point - len(digits))
+    return f"{prefix}{digits[:point]}.{digits[point:]}"
 
 
 def _go_json_string(text: str, escape_html: bool) -> str:
@@ -190,7 +205,7 @@ def go_json(value: Any, escape_html: bool = False) -> str:
 @dataclass(frozen=True)
 class Token:
     kind: str  # text, left, right, space, field, dot, ident, string, raw, number, char, pipe,
-    # lparen, rparen, bool, nil, variable, keyword, eof, error
+    # lparen, rparen, bool, nil, variable, declare, assign, punct, keyword, eof, error
     value: str
     pos: int
 
@@ -201,11 +216,27 @@ KEYWORDS = {
 _NUMBER = re.compile(
     r"[+-]?(0[xX][0-9a-fA-F_]+|0[oObB][0-7_]+|[0-9_]*\.?[0-9_]+([eE][+-]?[0-9]+)?)"
 )
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _is_space(ch: str) -> bool:
     return ch in " \t\r\n"
+
+
+def _word_end(text: str, pos: int) -> int:
+    """Where the run of Go's letters, digits and underscores from pos ends."""
+    while pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
+        pos += 1
+    return pos
+
+
+def _at_terminator(text: str, pos: int) -> bool:
+    """Whether a field, variable or identifier may end at pos (Go's atTerminator)."""
+    return pos >= len(text) or _is_space(text[pos]) or text[pos] in ".,|:()}"
+
+
+def _at_right_trim(text: str, pos: int) -> bool:
+    """A space, then "-}}": the right delimiter with its trim marker."""
+    return pos < len(text) and _is_space(text[pos]) and text.startswith("-}}", pos + 1)
 
 
 def _lex(text: str) -> Iterator[Token]:
@@ -233,7 +264,7 @@ def _lex(text: str) -> Iterator[Token]:
                 yield Token("error", "unclosed comment", inside)
                 return
             after = end + 2
-            trim_right = text.startswith(" -}}", after)
+            trim_right = _at_right_trim(text, after)
             if trim_right:
                 after += 1
             if not text.startswith("-}}" if trim_right else "}}", after):
@@ -256,37 +287,39 @@ def _lex_action(text: str, pos: int) -> Iterator[Token]:
     length = len(text)
     depth = 0
     while True:
-        if text.startswith(" -}}", pos) or (
-            text.startswith("-}}", pos) and pos > 0 and _is_space(text[pos - 1])
-        ):
+        trim_right = _at_right_trim(text, pos)
+        if trim_right or text.startswith("}}", pos):
             if depth:
                 yield Token("error", "unclosed left paren", pos)
                 return -1
-            close = pos + (1 if text[pos] == " " else 0)
+            close = pos + 2 if trim_right else pos
             yield Token("right", "}}", close)
-            pos = close + 3
-            while pos < length and _is_space(text[pos]):
+            pos = close + 2
+            while trim_right and pos < length and _is_space(text[pos]):
                 pos += 1
             return pos
-        if text.startswith("}}", pos):
-            if depth:
-                yield Token("error", "unclosed left paren", pos)
-                return -1
-            yield Token("right", "}}", pos)
-            return pos + 2
         if pos >= length:
             yield Token("error", "unclosed action", pos)
             return -1
         ch = text[pos]
-        if ch in " \t\r":
+        if _is_space(ch):
             end = pos
-            while end < length and text[end] in " \t\r":
+            while end < length and _is_space(text[end]):
                 end += 1
-            yield Token("space", text[pos:end], pos)
+            if text.startswith("-}}", end):
+                end -= 1  # the last space belongs to the right delimiter's trim marker
+            if end > pos:
+                yield Token("space", text[pos:end], pos)
             pos = end
-        elif ch == "\n":
-            yield Token("error", "unclosed action", pos)
-            return -1
+        elif ch == "=":
+            yield Token("assign", "=", pos)
+            pos += 1
+        elif ch == ":":
+            if not text.startswith(":=", pos):
+                yield Token("error", "expected :=", pos)
+                return -1
+            yield Token("declare", ":=", pos)
+            pos += 2
         elif ch == "|":
             yield Token("pipe", "|", pos)
             pos += 1
@@ -329,28 +362,24 @@ def _lex_action(text: str, pos: int) -> Iterator[Token]:
                 return -1
             yield Token("char", match.group(0), pos)
             pos = match.end()
-        elif ch == "." and (pos + 1 >= length or not text[pos + 1].isdigit()):
-            match = _IDENT.match(text, pos + 1)
-            if match:
-                yield Token("field", "." + match.group(0), pos)
-                pos = match.end()
-            else:
-                yield Token("dot", ".", pos)
-                pos += 1
-        elif ch == "$":
-            match = _IDENT.match(text, pos + 1)
-            end = match.end() if match else pos + 1
-            yield Token("variable", text[pos:end], pos)
-            pos = end
-        elif ch.isdigit() or (ch in "+-." and pos + 1 < length and text[pos + 1].isdigit()):
+        elif ch == "$" or (ch == "." and not text[pos + 1 : pos + 2].isdigit()):
+            pos = yield from _lex_field_or_variable(text, pos)
+            if pos < 0:
+                return -1
+        elif ch.isdigit() or ch in "+-" or (ch == "." and text[pos + 1 : pos + 2].isdigit()):
             match = _NUMBER.match(text, pos)
             end = match.end() if match else pos + 1
+            if end < length and (text[end].isalnum() or text[end] == "_"):
+                yield Token("error", f"bad number syntax: {go_quote(text[pos : end + 1])}", pos)
+                return -1
             yield Token("number", text[pos:end], pos)
             pos = end
         elif ch.isalpha() or ch == "_":
-            match = _IDENT.match(text, pos)
-            assert match is not None
-            word = match.group(0)
+            end = _word_end(text, pos)
+            if not _at_terminator(text, end):
+                yield Token("error", f"bad character {_go_quote_rune(text[end])}", end)
+                return -1
+            word = text[pos:end]
             if word in KEYWORDS:
                 kind = "keyword"
             elif word in ("true", "false"):
@@ -360,13 +389,27 @@ def _lex_action(text: str, pos: int) -> Iterator[Token]:
             else:
                 kind = "ident"
             yield Token(kind, word, pos)
-            pos = match.end()
-        elif ch == ":" and text.startswith(":=", pos) or ch == "=" or ch == ",":
-            yield Token("error", "variables are not supported in --format templates", pos)
-            return -1
+            pos = end
+        elif ch.isascii() and ch.isprintable():
+            yield Token("punct", ch, pos)  # Go's itemChar, such as the "," between variables
+            pos += 1
         else:
             yield Token("error", f"unrecognized character in action: {_go_quote_rune(ch)}", pos)
             return -1
+
+
+def _lex_field_or_variable(text: str, pos: int) -> Iterator[Token]:
+    """A ".Field" or "$variable" (or a lone "." or "$") at pos; returns where it ends, or -1."""
+    kind = "variable" if text[pos] == "$" else "field"
+    if _at_terminator(text, pos + 1):
+        yield Token("variable" if kind == "variable" else "dot", text[pos], pos)
+        return pos + 1
+    end = _word_end(text, pos + 1)
+    if not _at_terminator(text, end):
+        yield Token("error", f"bad character {_go_quote_rune(text[end])}", end)
+        return -1
+    yield Token(kind, text[pos:end], pos)
+    return end
 
 
 def _go_quote_rune(ch: str) -> str:
@@ -401,6 +444,24 @@ class FieldNode(Node):
 
 
 @dataclass
+class VariableNode(Node):
+    names: list[str]  # "$x", then the fields after it, as in $x.Config.Image
+
+    def __str__(self) -> str:
+        return ".".join(self.names)
+
+
+@dataclass
+class ChainNode(Node):
+    node: Node  # a parenthesized pipeline or a function, with fields after it: (…).Field
+    names: list[str]
+
+    def __str__(self) -> str:
+        inner = f"({self.node})" if isinstance(self.node, PipeNode) else str(self.node)
+        return inner + "".join("." + n for n in self.names)
+
+
+@dataclass
 class DotNode(Node):
     def __str__(self) -> str:
         return "."
@@ -426,9 +487,15 @@ class LiteralNode(Node):
 @dataclass
 class PipeNode(Node):
     commands: list[CommandNode] = field(default_factory=list)
+    declarations: list[VariableNode] = field(default_factory=list)
+    is_assign: bool = False  # $x = … rather than $x := …
 
     def __str__(self) -> str:
-        return " | ".join(str(c) for c in self.commands)
+        text = " | ".join(str(c) for c in self.commands)
+        if self.declarations:
+            names = ", ".join(str(v) for v in self.declarations)
+            text = f"{names} {'=' if self.is_assign else ':='} {text}"
+        return text
 
 
 @dataclass
@@ -449,10 +516,15 @@ class ActionNode(Node):
 
 @dataclass
 class BranchNode(Node):
-    keyword: str  # "if" or "with"
+    keyword: str  # "if", "with" or "range"
     pipe: PipeNode
     body: list[Node]
     otherwise: list[Node]
+
+
+@dataclass
+class LoopControlNode(Node):
+    keyword: str  # "break" or "continue"
 
 
 def _unquote(source: str) -> str:
@@ -499,16 +571,27 @@ def _number_value(source: str) -> int | float:
         return float(cleaned)
 
 
+# Tokens that can start an operand (Go's term).
+_OPERAND_START = frozenset(
+    "bool char number dot field ident nil raw string variable lparen".split()
+)
+
+
 class _Parser:
     def __init__(self, text: str, functions: Mapping[str, Callable[..., Any]]) -> None:
         self.text = text
         self.functions = functions
         self.tokens = list(_lex(text))
         self.index = 0
+        self.variables = ["$"]  # the variables in scope, innermost last
+        self.range_depth = 0
+        self.action_start: int | None = None  # where the action being parsed began
+
+    def line(self, pos: int) -> int:
+        return 1 + self.text.count("\n", 0, pos)
 
     def fail(self, message: str, pos: int) -> TemplateError:
-        line = 1 + self.text.count("\n", 0, pos)
-        return TemplateError(f"template: :{line}: {message}")
+        return TemplateError(f"template: :{self.line(pos)}: {message}")
 
     def peek(self) -> Token:
         return self.tokens[self.index]
@@ -516,9 +599,16 @@ class _Parser:
     def next(self) -> Token:
         token = self.tokens[self.index]
         if token.kind == "error":
-            raise self.fail(token.value, token.pos)
+            raise self.fail(token.value + self.action_context(token), token.pos)
         self.index += 1
         return token
+
+    def action_context(self, error: Token) -> str:
+        """What Go adds to a lexing error in an action that began on an earlier line."""
+        if self.action_start is None or self.line(self.action_start) == self.line(error.pos):
+            return ""
+        context = f" in action started at :{self.line(self.action_start)}"
+        return context.removeprefix(" in action") if error.value.endswith(" action") else context
 
     def next_non_space(self) -> Token:
         token = self.next()
@@ -533,6 +623,17 @@ class _Parser:
             self.next()
         return self.peek()
 
+    def non_space_after(self, index: int) -> int:
+        """The index of the first token from index on that isn't a space (errors included)."""
+        while self.tokens[index].kind == "space":
+            index += 1
+        return index
+
+    def expect_right(self, context: str) -> None:
+        token = self.next_non_space()
+        if token.kind != "right":
+            raise self.fail(f"unexpected {_describe(token)} in {context}", token.pos)
+
     def parse(self) -> list[Node]:
         nodes, terminator = self.item_list(top_level=True)
         if terminator is not None:
@@ -543,7 +644,7 @@ class _Parser:
         """Nodes up to {{end}} or {{else}} (returned as the terminator) or the end of input."""
         nodes: list[Node] = []
         while True:
-            token = self.next()
+            token = self.next_non_space()
             if token.kind == "eof":
                 if not top_level:
                     raise self.fail("unexpected EOF", token.pos)
@@ -551,84 +652,163 @@ class _Parser:
             if token.kind == "text":
                 nodes.append(TextNode(token.pos, token.value))
                 continue
-            # token.kind == "left"
-            keyword = self.peek_non_space()
-            if keyword.kind == "keyword":
-                self.next()
-                if keyword.value in ("end", "else"):
-                    return nodes, keyword
-                if keyword.value in ("if", "with"):
-                    nodes.append(self.branch(keyword))
-                    continue
-                raise self.fail(f"{{{{{keyword.value}}}}} is not supported", keyword.pos)
-            nodes.append(ActionNode(token.pos, self.pipeline("command")))
+            if token.kind != "left":
+                raise self.fail(f"unexpected {_describe(token)} in input", token.pos)
+            self.action_start = token.pos
+            node = self.action(token)
+            self.action_start = None
+            if isinstance(node, Token):
+                return nodes, node
+            nodes.append(node)
 
-    def branch(self, keyword: Token) -> BranchNode:
-        pipe = self.pipeline(keyword.value)
+    def action(self, left: Token) -> Node | Token:
+        """What follows a "{{": a control structure, or a pipeline to print. {{end}} and
+        {{else}} come back as their keyword token; an {{else}} followed by if or with leaves
+        that keyword to be read."""
+        keyword = self.peek_non_space()
+        if keyword.kind != "keyword":
+            return ActionNode(left.pos, self.pipeline("command"))
+        self.next()
+        word = keyword.value
+        if word == "end":
+            self.expect_right("end")
+            return keyword
+        if word == "else":
+            following = self.peek_non_space()
+            if not (following.kind == "keyword" and following.value in ("if", "with")):
+                self.expect_right("else")
+            return keyword
+        if word in ("if", "with", "range"):
+            return self.control(word)
+        if word in ("break", "continue"):
+            self.expect_right(f"{{{{{word}}}}}")
+            if not self.range_depth:
+                raise self.fail(f"{{{{{word}}}}} outside {{{{range}}}}", keyword.pos)
+            return LoopControlNode(keyword.pos, word)
+        raise self.fail(f"{{{{{word}}}}} is not supported", keyword.pos)
+
+    def control(self, keyword: str) -> BranchNode:
+        """{{if|with|range pipeline}} body [{{else}} otherwise] {{end}}; the variables the
+        pipeline and the body declare go out of scope at the {{end}}."""
+        in_scope = len(self.variables)
+        pipe = self.pipeline(keyword)
+        looping = keyword == "range"
+        self.range_depth += looping
         body, terminator = self.item_list()
+        self.range_depth -= looping
         otherwise: list[Node] = []
         if terminator is not None and terminator.value == "else":
-            following = self.peek_non_space()
-            if following.kind == "keyword" and following.value in ("if", "with"):
+            following = self.peek()
+            if keyword != "range" and following.kind == "keyword" and following.value == keyword:
                 # {{else if …}} is an {{if}} nested in the else branch, sharing the {{end}}.
                 self.next()
-                otherwise = [self.branch(following)]
-                return BranchNode(keyword.pos, keyword.value, pipe, body, otherwise)
-            if self.next_non_space().kind != "right":
-                raise self.fail("unexpected token in else", following.pos)
-            otherwise, terminator = self.item_list()
-            if terminator is None or terminator.value != "end":
-                raise self.fail(f"expected end; found {terminator}", following.pos)
-        if self.next_non_space().kind != "right":
-            raise self.fail("unexpected token in end", keyword.pos)
-        return BranchNode(keyword.pos, keyword.value, pipe, body, otherwise)
+                otherwise = [self.control(keyword)]
+            else:
+                otherwise, terminator = self.item_list()
+                if terminator is None or terminator.value != "end":
+                    raise self.fail("expected end; found {{else}}", terminator.pos)
+        del self.variables[in_scope:]
+        return BranchNode(pipe.pos, keyword, pipe, body, otherwise)
 
     def pipeline(self, context: str, end: str = "right") -> PipeNode:
-        start = self.peek_non_space()
-        pipe = PipeNode(start.pos)
+        pipe = PipeNode(self.tokens[self.non_space_after(self.index)].pos)
+        self.declarations(pipe, context)
         while True:
             token = self.peek_non_space()
             if token.kind == end:
                 self.next()
-                if not pipe.commands:
-                    raise self.fail(f"missing value for {context}", token.pos)
+                self.check_pipeline(pipe, context, token.pos)
                 return pipe
-            if token.kind in ("right", "rparen", "eof"):
+            if token.kind not in _OPERAND_START:
                 raise self.fail(f"unexpected {_describe(token)} in {context}", token.pos)
             pipe.commands.append(self.command())
+
+    def declarations(self, pipe: PipeNode, context: str) -> None:
+        """The "$x :=", "$x =" or (in range) "$i, $v :=" that may start a pipeline."""
+        while True:
+            variable = self.tokens[self.non_space_after(self.index)]
+            if variable.kind != "variable":
+                return
+            after = self.non_space_after(self.non_space_after(self.index) + 1)
+            following = self.tokens[after]
+            if following.kind in ("declare", "assign"):
+                pipe.is_assign = following.kind == "assign"
+                self.index = after + 1
+                self.declare(pipe, variable)
+                return
+            if following.kind != "punct" or following.value != ",":
+                return  # a variable used as an operand
+            self.index = after + 1
+            self.declare(pipe, variable)
+            if context == "range" and len(pipe.declarations) < 2:
+                if self.tokens[self.non_space_after(self.index)].kind in (
+                    "variable",
+                    "right",
+                    "rparen",
+                ):
+                    continue
+                raise self.fail("range can only initialize variables", following.pos)
+            raise self.fail(f"too many declarations in {context}", following.pos)
+
+    def declare(self, pipe: PipeNode, variable: Token) -> None:
+        pipe.declarations.append(VariableNode(variable.pos, [variable.value]))
+        self.variables.append(variable.value)
+
+    def check_pipeline(self, pipe: PipeNode, context: str, pos: int) -> None:
+        if not pipe.commands:
+            raise self.fail(f"missing value for {context}", pos)
+        for stage, command in enumerate(pipe.commands[1:], start=2):
+            if isinstance(command.args[0], LiteralNode | DotNode):
+                raise self.fail(f"non executable command in pipeline stage {stage}", pos)
 
     def command(self) -> CommandNode:
         command = CommandNode(self.peek_non_space().pos)
         while True:
-            token = self.peek_non_space()
+            self.peek_non_space()
+            operand = self.operand()
+            if operand is not None:
+                command.args.append(operand)
+            token = self.next()
+            if token.kind == "space":
+                continue
             if token.kind in ("right", "rparen"):
-                break
-            if token.kind == "pipe":
-                self.next()
-                break
-            command.args.append(self.operand())
+                self.index -= 1
+            elif token.kind != "pipe":
+                raise self.fail(f"unexpected {_describe(token)} in operand", token.pos)
+            break
         if not command.args:
             raise self.fail("empty command", command.pos)
         return command
 
-    def operand(self) -> Node:
+    def operand(self) -> Node | None:
         node = self.term()
-        if self.peek().kind == "field":
-            chain_pos = self.peek().pos
-            names: list[str] = []
-            while self.peek().kind == "field":
-                names.append(self.next().value[1:])
-            if isinstance(node, FieldNode):
-                return FieldNode(chain_pos, node.names + names)
-            raise self.fail(f"unexpected . after term {str(node)!r}", chain_pos)
-        return node
+        if node is None or self.peek().kind != "field":
+            return node
+        chain_pos = self.peek().pos
+        names: list[str] = []
+        while self.peek().kind == "field":
+            names.append(self.next().value[1:])
+        if isinstance(node, FieldNode):
+            return FieldNode(chain_pos, node.names + names)
+        if isinstance(node, VariableNode):
+            return VariableNode(chain_pos, node.names + names)
+        if isinstance(node, LiteralNode | DotNode):
+            raise self.fail(f"unexpected . after term {go_quote(str(node))}", chain_pos)
+        return ChainNode(chain_pos, node, names)
 
-    def term(self) -> Node:
-        token = self.next_non_space()
+    def term(self) -> Node | None:
+        """One operand, or None (nothing read) when the next token can't start one."""
+        if self.peek_non_space().kind not in _OPERAND_START:
+            return None
+        token = self.next()
         if token.kind == "ident":
             if token.value not in self.functions:
                 raise self.fail(f'function "{token.value}" not defined', token.pos)
             return IdentifierNode(token.pos, token.value)
+        if token.kind == "variable":
+            if token.value not in self.variables:
+                raise self.fail(f'undefined variable "{token.value}"', token.pos)
+            return VariableNode(token.pos, [token.value])
         if token.kind == "dot":
             return DotNode(token.pos)
         if token.kind == "field":
@@ -644,7 +824,9 @@ class _Parser:
             try:
                 return LiteralNode(token.pos, token.value, _number_value(token.value))
             except ValueError:
-                raise self.fail(f"illegal number syntax: {token.value!r}", token.pos) from None
+                raise self.fail(
+                    f"illegal number syntax: {go_quote(token.value)}", token.pos
+                ) from None
         if token.kind == "char":
             value = _unquote('"' + token.value[1:-1].replace('"', '\\"') + '"')
             return LiteralNode(token.pos, token.value, ord(value))
@@ -652,23 +834,18 @@ class _Parser:
             return LiteralNode(token.pos, token.value, token.value == "true")
         if token.kind == "nil":
             return LiteralNode(token.pos, "nil", None)
-        if token.kind == "lparen":
-            return self.pipeline("parenthesized pipeline", end="rparen")
-        if token.kind == "variable":
-            raise self.fail("variables are not supported in --format templates", token.pos)
-        raise self.fail(f"unexpected {_describe(token)} in operand", token.pos)
+        return self.pipeline("parenthesized pipeline", end="rparen")
 
 
 def _describe(token: Token) -> str:
-    if token.kind == "right":
-        return '"}}"'
-    if token.kind == "rparen":
-        return '")"'
+    """How Go's parse errors show a token."""
     if token.kind == "eof":
         return "EOF"
-    if token.kind == "keyword":
+    if token.kind in ("keyword", "dot", "nil"):
         return f"<{token.value}>"
-    return f'"{token.value}"'
+    if len(token.value) > 10:
+        return go_quote(token.value[:10]) + "..."
+    return go_quote(token.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -935,6 +1112,14 @@ class _Failure(Exception):
         self.message = message
 
 
+class _LoopControl(Exception):
+    """{{break}} or {{continue}}, on its way out to the innermost {{range}}."""
+
+    def __init__(self, keyword: str) -> None:
+        super().__init__(keyword)
+        self.keyword = keyword
+
+
 class Template:
     """A parsed template. execute() runs it against a value with the docker CLI's functions;
     execute(…, functions=HEADER_FUNCTIONS) is how the CLI renders a table's header row."""
@@ -945,7 +1130,7 @@ class Template:
 
     def execute(self, data: Any, functions: Mapping[str, TemplateFunction] | None = None) -> str:
         out: list[str] = []
-        run = _Execution(self.text, functions or DOCKER_FUNCTIONS, out)
+        run = _Execution(self.text, functions or DOCKER_FUNCTIONS, out, data)
         try:
             run.walk(self.nodes, data)
         except _Failure as failure:
@@ -959,10 +1144,15 @@ def parse(text: str, functions: Mapping[str, TemplateFunction] | None = None) ->
 
 
 class _Execution:
-    def __init__(self, text: str, functions: Mapping[str, TemplateFunction], out: list[str]):
+    def __init__(
+        self, text: str, functions: Mapping[str, TemplateFunction], out: list[str], data: Any
+    ) -> None:
         self.text = text
         self.functions = functions
         self.out = out
+        # Go's variable stack: [name, value] pairs, innermost last; $ is the data.
+        self.variables: list[list[Any]] = [["$", data]]
+        self.node: Node = TextNode(0, "")  # the node being evaluated, which errors name
 
     def describe(self, failure: _Failure) -> str:
         prefix = self.text[: failure.node.pos]
@@ -970,59 +1160,177 @@ class _Execution:
         column = len(prefix[prefix.rfind("\n") + 1 :].encode())
         return f'template: :{line}:{column}: executing "" at <{failure.node}>: {failure.message}'
 
+    def at(self, node: Node) -> None:
+        self.node = node
+
     def walk(self, nodes: list[Node], dot: Any) -> None:
         for node in nodes:
             if isinstance(node, TextNode):
                 self.out.append(node.text)
             elif isinstance(node, ActionNode):
-                self.out.append(go_print(self.pipeline(node.pipe, dot)))
-            elif isinstance(node, BranchNode):
                 value = self.pipeline(node.pipe, dot)
-                if go_truthy(value):
-                    self.walk(node.body, value if node.keyword == "with" else dot)
-                else:
-                    self.walk(node.otherwise, dot)
+                if not node.pipe.declarations:
+                    self.out.append(go_print(value))
+            elif isinstance(node, BranchNode):
+                in_scope = len(self.variables)
+                try:
+                    if node.keyword == "range":
+                        self.walk_range(node, dot)
+                    else:
+                        self.walk_branch(node, dot)
+                finally:
+                    del self.variables[in_scope:]
+            elif isinstance(node, LoopControlNode):
+                raise _LoopControl(node.keyword)
+
+    def walk_branch(self, node: BranchNode, dot: Any) -> None:
+        value = self.pipeline(node.pipe, dot)
+        if go_truthy(value):
+            self.walk(node.body, value if node.keyword == "with" else dot)
+        else:
+            self.walk(node.otherwise, dot)
+
+    def walk_range(self, node: BranchNode, dot: Any) -> None:
+        """{{range}}: the body once per element with dot (and the variables) set to it; the
+        else branch when there are none. Variables the body declares last one iteration."""
+        pipe = node.pipe
+        items = self.iteration(pipe, self.pipeline(pipe, dot))
+        in_scope = len(self.variables)
+        empty = True
+        for index, element in items:
+            empty = False
+            self.set_range_variables(pipe, index, element)
+            try:
+                self.walk(node.body, element)
+            except _LoopControl as control:
+                if control.keyword == "break":
+                    break
+            finally:
+                del self.variables[in_scope:]
+        if empty:
+            self.walk(node.otherwise, dot)
+
+    def iteration(self, pipe: PipeNode, value: Any) -> Iterable[tuple[Any, Any]]:
+        """(index or key, element) pairs: slices in order, maps by sorted key, and 0…n-1 for
+        an int n (Go 1.22+); nil and missing values have none."""
+        if value is None or value is NO_VALUE:
+            return ()
+        if isinstance(value, list | tuple):
+            return enumerate(value)
+        if isinstance(value, dict):
+            return ((key, value[key]) for key in sorted(value))
+        if isinstance(value, int) and not isinstance(value, bool):
+            if len(pipe.declarations) > 1:
+                raise _Failure(
+                    self.node, f"can't use {value} to iterate over more than one variable"
+                )
+            return ((NO_VALUE, number) for number in range(value))
+        raise _Failure(self.node, f"range can't iterate over {go_print(value)}")
+
+    def set_range_variables(self, pipe: PipeNode, index: Any, element: Any) -> None:
+        """{{range $v := …}} sets $v to the element; {{range $i, $v := …}} sets $i to the
+        index or key too. With "=", the variables are existing ones, assigned."""
+        names = [variable.names[0] for variable in pipe.declarations]
+        if not names:
+            return
+        if pipe.is_assign:
+            self.find_variable(names[0])[1] = index if len(names) > 1 else element
+            if len(names) > 1:
+                self.find_variable(names[1])[1] = element
+            return
+        self.variables[-1][1] = element
+        if len(names) > 1:
+            self.variables[-2][1] = index
+
+    def find_variable(self, name: str) -> list[Any]:
+        for variable in reversed(self.variables):
+            if variable[0] == name:
+                return variable
+        raise _Failure(self.node, f"undefined variable: {name}")
 
     def pipeline(self, pipe: PipeNode, dot: Any) -> Any:
+        self.at(pipe)
         value: Any = _FINAL_NONE
         for command in pipe.commands:
             value = self.command(command, dot, value)
+        for variable in pipe.declarations:
+            if pipe.is_assign:
+                self.find_variable(variable.names[0])[1] = value
+            else:
+                self.variables.append([variable.names[0], value])
         return value
 
     def command(self, command: CommandNode, dot: Any, final: Any) -> Any:
         first, rest = command.args[0], command.args[1:]
         if isinstance(first, FieldNode):
-            return self.field_chain(first, dot, dot, rest, final)
+            self.at(first)
+            return self.field_chain(first, first.names, dot, dot, rest, final)
+        if isinstance(first, VariableNode):
+            return self.variable(first, dot, rest, final)
+        if isinstance(first, ChainNode):
+            return self.chain(first, dot, rest, final)
         if isinstance(first, IdentifierNode):
+            self.at(first)
             return self.call(first, command, dot, rest, final)
+        if not isinstance(first, PipeNode):
+            self.at(first)
         if rest or final is not _FINAL_NONE:
-            raise _Failure(first, f"can't give argument to non-function {first}")
+            raise _Failure(self.node, f"can't give argument to non-function {first}")
+        if isinstance(first, LiteralNode) and first.source == "nil":
+            raise _Failure(first, "nil is not a command")
         return self.argument(first, dot)
 
     def argument(self, node: Node, dot: Any) -> Any:
+        self.at(node)
         if isinstance(node, DotNode):
             return dot
         if isinstance(node, LiteralNode):
             return node.value
         if isinstance(node, FieldNode):
-            return self.field_chain(node, dot, dot, [], _FINAL_NONE)
+            return self.field_chain(node, node.names, dot, dot, [], _FINAL_NONE)
+        if isinstance(node, VariableNode):
+            return self.variable(node, dot, [], _FINAL_NONE)
+        if isinstance(node, ChainNode):
+            return self.chain(node, dot, [], _FINAL_NONE)
         if isinstance(node, PipeNode):
             return self.pipeline(node, dot)
         if isinstance(node, IdentifierNode):
             return self.call(node, CommandNode(node.pos, [node]), dot, [], _FINAL_NONE)
         raise _Failure(node, f"can't evaluate {node}")
 
+    def variable(self, node: VariableNode, dot: Any, args: list[Node], final: Any) -> Any:
+        """$x, or $x.Field… (which may be a method call taking args)."""
+        self.at(node)
+        value = self.find_variable(node.names[0])[1]
+        if len(node.names) > 1:
+            return self.field_chain(node, node.names[1:], value, dot, args, final)
+        if args or final is not _FINAL_NONE:
+            raise _Failure(node, f"can't give argument to non-function {node}")
+        return value
+
+    def chain(self, node: ChainNode, dot: Any, args: list[Node], final: Any) -> Any:
+        """(pipeline).Field…: Go names the last node evaluated inside in its errors."""
+        self.at(node)
+        receiver = self.argument(node.node, dot)
+        return self.field_chain(self.node, node.names, receiver, dot, args, final)
+
     def field_chain(
-        self, node: FieldNode, receiver: Any, dot: Any, args: list[Node], final: Any
+        self,
+        node: Node,
+        names: list[str],
+        receiver: Any,
+        dot: Any,
+        args: list[Node],
+        final: Any,
     ) -> Any:
-        for index, name in enumerate(node.names):
-            last = index == len(node.names) - 1
+        for index, name in enumerate(names):
+            last = index == len(names) - 1
             receiver = self.field(node, receiver, dot, name, args if last else [], final, last)
         return receiver
 
     def field(
         self,
-        node: FieldNode,
+        node: Node,
         receiver: Any,
         dot: Any,
         name: str,
@@ -1030,6 +1338,8 @@ class _Execution:
         final: Any,
         last: bool,
     ) -> Any:
+        if receiver is NO_VALUE:
+            return NO_VALUE  # Go: a field of a missing map entry is missing too
         has_args = bool(args) or (last and final is not _FINAL_NONE)
         if isinstance(receiver, TemplateData):
             if name in receiver.template_methods:
@@ -1067,7 +1377,7 @@ class _Execution:
             return receiver.get(name, NO_VALUE)
         if isinstance(receiver, dict):
             return receiver.get(name, NO_VALUE)
-        if receiver is None or receiver is NO_VALUE:
+        if receiver is None:
             raise _Failure(node, f"nil pointer evaluating interface {{}}.{name}")
         raise _Failure(node, f"can't evaluate field {name} in type {go_type_name(receiver)}")
 

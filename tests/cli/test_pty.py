@@ -127,6 +127,7 @@ def test_the_window_size_is_sent_at_the_start_and_on_each_resize(
         session.send(b"stty size\r")
         session.expect(rb"\r\n30 100\r\n")
         session.resize(41, 123)
+        engine.await_call("POST", "/resize", "h=41&w=123")  # the CLI resizes when it can
         session.send(b"stty size\r")
         session.expect(rb"\r\n41 123\r\n")
         session.send(b"exit\r")

@@ -83,6 +83,23 @@ class RunningEngine(Served):
     def api(self, timeout: float = 30) -> EngineApi:
         return EngineApi(self.socket_path, timeout)
 
+    def await_call(self, method: str, path_end: str, query: str) -> None:
+        """Wait until the engine's API log shows a call answered with success whose path ends
+        with ``path_end`` and whose query has ``query`` in it: a client's asynchronous calls
+        (a resize on SIGWINCH) are done before what the test does next."""
+        deadline = time.monotonic() + 30  # a bound against hangs, never a measure
+        while time.monotonic() < deadline:
+            for call in json.loads(self.api().get("/slipway/api-log").body):
+                if (
+                    call["method"] == method
+                    and call["path"].endswith(path_end)
+                    and query in call["query"]
+                    and 200 <= call["status"] < 300
+                ):
+                    return
+            time.sleep(0.05)
+        pytest.fail(f"the engine never answered {method} …{path_end}?…{query}…")
+
 
 class UnixHTTPConnection(http.client.HTTPConnection):
     """http.client over a unix socket."""

@@ -129,6 +129,7 @@ def test_exec_it_gets_a_terminal_of_the_clients_size_that_resizes(
         shell.send(b"stty size; tty; echo $TERM\r")
         shell.expect(rb"33 101\r\n/dev/pts/\d+\r\nxterm\r\n")
         shell.resize(41, 120)
+        engine.await_call("POST", "/resize", "h=41&w=120")  # the CLI resizes when it can
         shell.send(b"stty size\r")
         shell.expect(rb"41 120\r\n")
         shell.send(b"exit 7\r")
