@@ -3,6 +3,7 @@ status lines, per-layer actions, and the progress bar with go-units' human sizes
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -101,6 +102,15 @@ def relay(work: Callable[[Post, threading.Event], None]) -> Iterator[dict[str, A
     """Run ``work(post, cancelled)`` in a thread, and yield each message it posts as soon as
     it posts it; an exception it raises is raised here. If the caller stops iterating,
     ``cancelled`` is set and the thread is waited for, so nothing is left running."""
+    for batch in relay_batches(work):
+        yield from batch
+
+
+def relay_batches(
+    work: Callable[[Post, threading.Event], None],
+) -> Iterator[list[dict[str, Any]]]:
+    """As relay, but each item is every message posted since the last item (one at least):
+    a consumer that pays for each item (a hop between threads) pays once per batch."""
     messages: queue.Queue[Any] = queue.Queue()
     cancelled = threading.Event()
     finished = object()
@@ -117,12 +127,18 @@ def relay(work: Callable[[Post, threading.Event], None]) -> Iterator[dict[str, A
     thread.start()
     try:
         while True:
-            message = messages.get()
-            if message is finished:
-                return
-            if isinstance(message, BaseException):
-                raise message
-            yield message
+            batch = [messages.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(messages.get_nowait())
+            for index, message in enumerate(batch):
+                if message is finished or isinstance(message, BaseException):
+                    if index:
+                        yield batch[:index]
+                    if message is finished:
+                        return
+                    raise message
+            yield batch
     finally:
         cancelled.set()
         thread.join()

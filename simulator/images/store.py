@@ -26,7 +26,7 @@ import secrets
 import tarfile
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -398,14 +398,18 @@ class ImageStore:
         layer: Descriptor,
         diff_id: str,
         progress: UnpackProgress | None = None,
+        known_sizes: Mapping[str, int] | None = None,
     ) -> UnpackedLayer:
         """Unpack one layer blob (in the content store) on top of ``parent`` (a chain ID
         this engine holds), unless the layer root has it: then take this engine's hold on
-        the shared copy. The layer is pinned by ``lease`` until the lease is closed."""
+        the shared copy. The layer is pinned by ``lease`` until the lease is closed.
+        ``known_sizes``: the unpacked sizes recorded, when the caller has just read them."""
         chain_id = diff_id if parent is None else digest_bytes(f"{parent} {diff_id}".encode())
         lease.pin_layer(chain_id)
         if self._holds_layer(chain_id):
-            return UnpackedLayer(chain_id, "held", self._layer_size(chain_id, layer))
+            known = (known_sizes or {}).get(chain_id)
+            size = known if known is not None else self._layer_size(chain_id, layer)
+            return UnpackedLayer(chain_id, "held", size)
         if self.snapshots.has(chain_id):
             try:
                 self.snapshots.adopt(chain_id)
@@ -713,12 +717,15 @@ class ImageStore:
     ) -> list[int]:
         sizes = []
         parent = None
+        known_sizes = self._read_state()["unpacked_sizes"]
         pairs = zip(manifest.layers, config.diff_ids, strict=True)
         for number, (layer, diff_id) in enumerate(pairs):
             layer_progress = None
             if progress is not None:
                 layer_progress = _numbered(progress, number)
-            result = self.unpack_layer(lease, parent, layer, diff_id, layer_progress)
+            result = self.unpack_layer(
+                lease, parent, layer, diff_id, layer_progress, known_sizes=known_sizes
+            )
             sizes.append(result.size)
             parent = result.chain_id
         return sizes

@@ -259,27 +259,32 @@ def error_message(text: str) -> dict[str, Any]:
 
 
 async def progress_stream(
-    messages: Iterator[Mapping[str, Any]],
+    messages: Iterator[Mapping[str, Any]] | Iterator[list[Mapping[str, Any]]],
     *,
     translate: Callable[[BaseException], BaseException] | None = None,
+    batched: bool = False,
 ) -> StreamResponse:
     """Stream the messages of blocking work (run in a thread) as Docker does: the first is
     awaited before the headers go out, so a failure before anything happened is an HTTP
     error (``translate`` maps the exception first); a failure later is sent in the stream
-    as ``{"errorDetail": ..., "error": ...}``."""
+    as ``{"errorDetail": ..., "error": ...}``. ``batched``: each item is a list of messages
+    (see progress.relay_batches), written together."""
     try:
         items = await first_then_rest(iterate_blocking(iter(messages)))
     except Exception as error:
         if translate is not None:
             raise translate(error) from None
         raise
-    return StreamResponse(_encoded(items))
+    return StreamResponse(_encoded(items, batched))
 
 
-async def _encoded(items: AsyncIterator[Mapping[str, Any]]) -> AsyncIterator[bytes]:
+async def _encoded(items: AsyncIterator[Any], batched: bool) -> AsyncIterator[bytes]:
     try:
         async for item in items:
-            yield json_message(item)
+            if batched:
+                yield b"".join(json_message(message) for message in item)
+            else:
+                yield json_message(item)
     except Exception as error:
         yield json_message(error_message(message_of(error)))
     finally:

@@ -126,18 +126,21 @@ async def _build(engine: Engine, request: Request) -> StreamResponse:
         for tag in options.tags:
             publish_image_event(engine, "tag", image.id, tag, image)
 
-    return await progress_stream(_ending_in_error(progress.relay(work), structured))
+    batches = progress.relay_batches(work)
+    return await progress_stream(_ending_in_error(batches, structured), batched=True)
 
 
-def _ending_in_error(messages: Iterator[dict[str, Any]], structured: bool) -> Iterator[dict]:
-    """The messages; a failure after the first is the stream's last message, with the RUN's
-    exit code as moby sends it. A failure before anything was sent is raised, so that it
-    becomes an HTTP error."""
+def _ending_in_error(
+    batches: Iterator[list[dict[str, Any]]], structured: bool
+) -> Iterator[list[dict[str, Any]]]:
+    """The batches of messages; a failure after the first is the stream's last message, with
+    the RUN's exit code as moby sends it. A failure before anything was sent is raised, so
+    that it becomes an HTTP error."""
     started = False
     try:
-        for message in messages:
+        for batch in batches:
             started = True
-            yield message
+            yield batch
     except BuildError as error:
         if not started:
             raise
@@ -145,7 +148,7 @@ def _ending_in_error(messages: Iterator[dict[str, Any]], structured: bool) -> It
         failure = error_message(text)
         if error.code:
             failure["errorDetail"] = {"code": error.code, "message": text}
-        yield failure
+        yield [failure]
 
 
 # Pruning the cache
