@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import tarfile
@@ -217,7 +216,7 @@ def _directory_context(
         for entry in _walk(root):
             tar.add(os.path.join(root, entry), arcname=entry, recursive=False, filter=_as_root)
         if outside:
-            name = f".dockerfile.{secrets.token_hex(10)}"
+            name = f".dockerfile.{os.urandom(10).hex()}"
             tar.add(path, arcname=name, filter=_as_root)
     archive.seek(0)
     return archive, name
