@@ -85,8 +85,10 @@ def apply_layer(tar_stream: BinaryIO, root: str | Path, *, whiteouts: WhiteoutMo
 
 
 def _unpack_all(reader: _HashingReader, unpacker: _Unpacker) -> None:
-    with tarfile.open(fileobj=reader, mode="r|", tarinfo=_StrictTarInfo) as tar:
+    ending = _EndingAsGoDoes(reader)
+    with tarfile.open(fileobj=ending, mode="r|", tarinfo=_StrictTarInfo) as tar:
         while (member := tar.next()) is not None:
+            ending.data_end = member.offset_data + member.size
             tar.members.clear()  # a stream is read once; keep memory flat on big layers
             try:
                 unpacker.add(tar, member)
@@ -127,6 +129,35 @@ class _StrictTarInfo(tarfile.TarInfo):
             raise ArchiveError("unexpected EOF") from None
         except tarfile.InvalidHeaderError:
             raise ArchiveError("archive/tar: invalid tar header") from None
+
+
+class _EndingAsGoDoes:
+    """Go's tar reader takes a stream that ends right after a member's data, or right after
+    its padding, as the end of the archive (the docker CLI sends such a context when the
+    Dockerfile is outside it); tarfile wants the padding and the end-of-archive blocks. At
+    such an end this gives tarfile what it wants; a stream that ends anywhere else (inside
+    a header, a member's data or its padding) is still cut short."""
+
+    def __init__(self, source: _HashingReader) -> None:
+        self._source = source
+        self._position = 0
+        self._tail = b""
+        self.data_end = -1  # where the last member's data ends, once there is one
+
+    def read(self, size: int = -1) -> bytes:
+        data = b""
+        if not self._tail:
+            data = self._source.read(size)
+            if data or size == 0:
+                self._position += len(data)
+                return data
+            padded = -(-self.data_end // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            if self._position not in (self.data_end, padded):
+                return b""
+            self._tail = bytes(padded - self._position + 2 * tarfile.BLOCKSIZE)
+        data, self._tail = (self._tail, b"") if size < 0 else (self._tail[:size], self._tail[size:])
+        self._position += len(data)
+        return data
 
 
 class _PrefixedReader:

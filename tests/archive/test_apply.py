@@ -536,3 +536,31 @@ def test_a_corrupt_or_truncated_stream_is_refused_with_a_clear_error(box, data, 
 def test_an_unknown_whiteout_mode_is_a_value_error(box):
     with pytest.raises(ValueError, match="whiteouts must be"):
         apply_layer(layer(), box.root, whiteouts="aufs")
+
+
+@pytest.mark.parametrize(
+    ("cut", "outcome"),
+    [
+        (512 + 5, ["a", "b"]),  # right after b's data: the docker CLI sends such a context
+        (1024, ["a", "b"]),  # right after b's padding
+        (0, ["a", "b"]),  # both end-of-archive blocks, as usual
+        (512 + 4, None),  # inside b's data
+        (512 + 6, None),  # inside b's padding
+        (300, None),  # inside b's header
+    ],
+)
+def test_a_stream_may_end_where_gos_tar_reader_lets_it(
+    tmp_path: Path, cut: int, outcome: list[str] | None
+) -> None:
+    whole = tar_bytes(file("a", b"first"), file("b", b"hello"))
+    second = whole.index(b"b\0")  # b's header follows a's header and padded data
+    stream = io.BytesIO(whole[: second + cut] if cut else whole)
+    root = tmp_path / "root"
+    root.mkdir()
+    if outcome is None:
+        with pytest.raises(ArchiveError, match="^unexpected EOF$"):
+            apply_layer(stream, root, whiteouts="delete")
+        return
+    apply_layer(stream, root, whiteouts="delete")
+    assert sorted(os.listdir(root)) == outcome
+    assert (root / "b").read_bytes() == b"hello"

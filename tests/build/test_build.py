@@ -748,3 +748,17 @@ def test_an_engine_sweeps_what_builds_of_a_stopped_engine_left(tmp_path: Path) -
         (build_root / leftover / "file").write_text("left\n")
     sweep_work_directories(build_root)
     assert os.listdir(build_root / "tmp") == [] and os.listdir(build_root / "trash") == []
+
+
+def test_a_dockerfile_outside_the_context_is_sent_with_it(
+    slipway: CliRun, real: CliRun, tmp_path: Path
+) -> None:
+    context = write_tree(tmp_path / "context", {"message.txt": "from the context\n"})
+    dockerfile = tmp_path / "elsewhere" / "Dockerfile.web"
+    dockerfile.parent.mkdir()
+    dockerfile.write_text('FROM busybox\nCOPY message.txt /\nCMD ["cat", "/message.txt"]\n')
+    for cli, tag in ((slipway, "outside:ours"), (real, "outside:real")):
+        built = cli("build", "-f", str(dockerfile), "-t", tag, str(context))
+        assert built.returncode == 0, built.stderr
+        ran = real("run", "--rm", tag)
+        assert (ran.returncode, ran.stdout) == (0, "from the context\n"), ran.stderr
