@@ -4,6 +4,7 @@ they come), its event bus and API log, and the serving of its Engine API on unix
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -222,6 +223,11 @@ class Engine:
                 log.info("API listening on %s", path)
         except BaseException:
             await server.close()
+            # An engine refused at start-up leaves no runtime directory it made for nothing.
+            manager = getattr(self, "containers", None)
+            if manager is not None:
+                with contextlib.suppress(OSError):
+                    manager.runtime_root.rmdir()
             raise
         # Networks: bridges, rules and DNS in the engine's namespace (the node's), made in
         # the background once the sockets listen (so an engine refused at start-up changes

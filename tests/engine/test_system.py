@@ -379,6 +379,9 @@ def test_a_second_engine_on_a_live_socket_refuses_to_start(
     assert result.returncode == 1
     assert "another server is listening" in result.stderr
     assert engine.api().get("/_ping").body == b"OK"
+    from simulator.engine.containers import runtime_root_for
+
+    assert not runtime_root_for(tmp_path / "other").exists()  # nothing made for nothing
 
 
 @pytest.mark.parametrize("host", ["tcp://127.0.0.1:2375", "unix://relative.sock"])
