@@ -670,6 +670,8 @@ def test_export_writes_the_containers_filesystem_as_the_real_cli(
     for arguments in (
         ["export", "-o", str(tmp_path / "missing" / "x.tar"), "made"],
         ["export", "-o", str(tmp_path), "made"],
+        ["export", "-o", "/dev/null", "made"],  # a character device
+        ["export", "-o", str(tmp_path / "ours.tar" / "x.tar"), "made"],  # under a file
     ):
         _same(docker(*arguments), ours(*arguments))
 

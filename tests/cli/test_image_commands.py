@@ -551,6 +551,8 @@ def test_save_and_load_move_images_as_the_real_cli(
     for arguments in (
         ("save", "-o", str(tmp_path / "missing" / "x.tar"), "busybox"),
         ("save", "-o", str(tmp_path / "a-directory"), "busybox"),
+        ("save", "-o", "/dev/null", "busybox"),  # a character device
+        ("save", "-o", str(tmp_path / "ours.tar" / "x.tar"), "busybox"),  # under a file
         ("save", "-o", str(tmp_path / "nothing.tar"), "nope"),
         ("save", "nope"),
         ("save",),

@@ -40,6 +40,7 @@ from simulator.cli.commands.images import (
     filters_param,
     go_value,
     os_error_text,
+    output_problem,
     parse_filters,
     prune_filters,
     with_command,
@@ -2314,42 +2315,11 @@ def _inspect(context: Context, options: Options, args: list[str]) -> None:
 # -- export and cp ------------------------------------------------------------------------------
 
 
-def _output_problem(path: str) -> str | None:
-    """What moby's atomicwriter refuses as a destination, or None."""
-    directory = os.path.dirname(path)
-    if directory not in ("", ".", ".."):
-        try:
-            os.stat(directory)
-        except OSError as error:
-            return f"invalid output path: {os_error_text('stat', directory, error)}"
-        if not os.path.isdir(directory):
-            return f"invalid output path: stat {directory}: not a directory"
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        return f"failed to stat output path: {os_error_text('lstat', path, error)}"
-    kinds = (
-        (stat.S_ISREG, None),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISLNK, "a symbolic link directly"),
-        (stat.S_ISFIFO, "a named pipe (FIFO)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device file"),
-        (stat.S_ISBLK, "a block device file"),
-    )
-    for test, what in kinds:
-        if test(mode):
-            return None if what is None else f"cannot write to {what}"
-    return None
-
-
 def _export(context: Context, options: Options, args: list[str]) -> None:
     path = options["output"]
     if not path and terminal.is_terminal(file_descriptor(context.stdout)):
         raise StatusError(1, "cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    problem = _output_problem(path) if path else None
+    problem = output_problem(path) if path else None
     if problem:
         raise StatusError(1, f"failed to export container: {problem}")
     directory = os.path.dirname(os.path.abspath(path)) if path else ""

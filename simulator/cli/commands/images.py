@@ -545,37 +545,41 @@ def _tag_command() -> Command:
 # -- docker save / load -------------------------------------------------------------------------
 
 
-def _check_output_path(path: str) -> None:
-    """atomicwriter's checks of where ``save -o`` writes."""
-    failed = "failed to save image: "
+def output_problem(path: str) -> str | None:
+    """What moby's atomicwriter refuses as a destination, or None."""
     directory = os.path.dirname(path)
     if directory not in ("", ".", ".."):
         try:
-            is_directory = stat.S_ISDIR(os.stat(directory).st_mode)
+            os.stat(directory)
         except OSError as error:
-            message = os_error_text("stat", directory, error)
-            raise StatusError(1, f"{failed}invalid output path: {message}") from None
-        if not is_directory:
-            message = f"stat {directory}: not a directory"
-            raise StatusError(1, f"{failed}invalid output path: {message}")
+            return f"invalid output path: {os_error_text('stat', directory, error)}"
+        if not os.path.isdir(directory):
+            return f"invalid output path: stat {directory}: not a directory"
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
-        return
+        return None
     except OSError as error:
-        message = os_error_text("lstat", path, error)
-        raise StatusError(1, f"{failed}failed to stat output path: {message}") from None
+        return f"failed to stat output path: {os_error_text('lstat', path, error)}"
     kinds = (
-        (stat.S_ISDIR, "cannot write to a directory"),
-        (stat.S_ISLNK, "cannot write to a symbolic link directly"),
-        (stat.S_ISFIFO, "cannot write to a named pipe (FIFO)"),
-        (stat.S_ISSOCK, "cannot write to a socket"),
-        (stat.S_ISCHR, "cannot write to a character device file"),
-        (stat.S_ISBLK, "cannot write to a block device file"),
+        (stat.S_ISREG, None),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link directly"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device file"),
+        (stat.S_ISBLK, "a block device file"),
     )
-    for test, message in kinds:
+    for test, what in kinds:
         if test(mode):
-            raise StatusError(1, f"{failed}{message}")
+            return None if what is None else f"cannot write to {what}"
+    return None
+
+
+def _check_output_path(path: str) -> None:
+    problem = output_problem(path)
+    if problem:
+        raise StatusError(1, f"failed to save image: {problem}")
 
 
 def _save(context: Context, options: Options, args: list[str]) -> None:
