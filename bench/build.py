@@ -12,9 +12,6 @@ refuses the course's `COPY go.mod go.sum .`, which our engine accepts as BuildKi
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,13 +22,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.engine_run import cli_env, remove_cgroups, start_engine  # noqa: E402
-from simulator.engine.containers import runtime_root_for  # noqa: E402
-from simulator.hub.process import serving  # noqa: E402
-from simulator.hub.storage import DEFAULT_ROOT  # noqa: E402
+from bench.engine_run import cli_env, hub_and_engine  # noqa: E402
 from tests.build.conftest import MULTI_APP, NODE_APP, write_tree  # noqa: E402
 from tests.support.dockerd import find_docker_cli, reference_dockerd  # noqa: E402
-from tests.support.netns import NetworkNamespace  # noqa: E402
 
 APPS = {
     "node": NODE_APP,
@@ -119,32 +112,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="slipway-bench-build-") as tmp:
         workdir = Path(tmp)
         contexts = {app: write_tree(workdir / f"app-{app}", files) for app, files in APPS.items()}
-        with serving(DEFAULT_ROOT) as hub:
-            netns = NetworkNamespace()
-            netns.portal(hub)
-            engine = start_engine(workdir, netns, hub)
-            host = f"unix://{workdir / 'engine.sock'}"
-            try:
-                mirror = ["--registry-mirror", f"http://{hub}", "--insecure-registry", hub]
-                with reference_dockerd(workdir / "ref", mirror) as reference:
-                    reference.reach(hub)
-                    ours = cli_env(workdir / "a", host)
-                    ours["PYTHONPATH"] = str(REPO_ROOT)  # our CLI runs from the context dir
-                    configurations = [
-                        Configuration("our CLI, our engine", our_cli, ours),
-                        Configuration(
-                            "real CLI, our engine", real_cli, cli_env(workdir / "b", host)
-                        ),
-                        Configuration("real CLI, reference dockerd", real_cli, reference.env),
-                    ]
-                    measure(configurations, contexts, args.runs)
-            finally:
-                engine.send_signal(signal.SIGTERM)
-                engine.wait(timeout=30)
-                netns.close()
-                shutil.rmtree(workdir / "data", ignore_errors=True)
-                shutil.rmtree(runtime_root_for(workdir / "data"), ignore_errors=True)
-                remove_cgroups(f"slipway-bench/{os.getpid()}")
+        with hub_and_engine(workdir) as (hub, host):
+            mirror = ["--registry-mirror", f"http://{hub}", "--insecure-registry", hub]
+            with reference_dockerd(workdir / "ref", mirror) as reference:
+                reference.reach(hub)
+                ours = cli_env(workdir / "a", host)
+                ours["PYTHONPATH"] = str(REPO_ROOT)  # our CLI runs from the context dir
+                configurations = [
+                    Configuration("our CLI, our engine", our_cli, ours),
+                    Configuration("real CLI, our engine", real_cli, cli_env(workdir / "b", host)),
+                    Configuration("real CLI, reference dockerd", real_cli, reference.env),
+                ]
+                measure(configurations, contexts, args.runs)
     report(configurations, args.runs)
     return 0
 

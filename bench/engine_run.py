@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +82,28 @@ def start_engine(workdir: Path, netns: NetworkNamespace, mirror: str) -> subproc
             time.sleep(0.05)
     engine.kill()
     raise RuntimeError("the engine did not start")
+
+
+@contextmanager
+def hub_and_engine(workdir: Path) -> Iterator[tuple[str, str]]:
+    """The hub of base images, and our engine (data under ``workdir``) in a network namespace
+    of its own that reaches the hub: (hub address, engine host). On exit the engine stops
+    and its data, runtime state, namespace and cgroups go."""
+    with serving(DEFAULT_ROOT) as hub:
+        netns = NetworkNamespace()
+        try:
+            netns.portal(hub)
+            engine = start_engine(workdir, netns, hub)
+            try:
+                yield hub, f"unix://{workdir / 'engine.sock'}"
+            finally:
+                engine.send_signal(signal.SIGTERM)
+                engine.wait(timeout=30)
+        finally:
+            netns.close()
+            shutil.rmtree(workdir / "data", ignore_errors=True)
+            shutil.rmtree(runtime_root_for(workdir / "data"), ignore_errors=True)
+            remove_cgroups(f"slipway-bench/{os.getpid()}")
 
 
 def remove_cgroups(relative: str) -> None:
@@ -155,11 +179,7 @@ def main() -> int:
     names = [f"bench{n}" for n in range(CONTAINERS)]
     with tempfile.TemporaryDirectory(prefix="slipway-bench-engine-") as tmp:
         workdir = Path(tmp)
-        with serving(DEFAULT_ROOT) as hub:
-            netns = NetworkNamespace()
-            netns.portal(hub)
-            engine = start_engine(workdir, netns, hub)
-            host = f"unix://{workdir / 'engine.sock'}"
+        with hub_and_engine(workdir) as (_, host):
             ours = cli_env(workdir / "ours", host)
             try:
                 subprocess.run([*real_cli, "pull", "-q", "busybox"], env=ours, check=True)
@@ -180,12 +200,6 @@ def main() -> int:
                     )
             finally:
                 subprocess.run([*real_cli, "rm", "-f", *names], env=ours, capture_output=True)
-                engine.send_signal(signal.SIGTERM)
-                engine.wait(timeout=30)
-                netns.close()
-                shutil.rmtree(workdir / "data", ignore_errors=True)
-                shutil.rmtree(runtime_root_for(workdir / "data"), ignore_errors=True)
-                remove_cgroups(f"slipway-bench/{os.getpid()}")
     report(configurations, args.runs)
     return 0
 

@@ -45,8 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -60,10 +58,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.engine_run import remove_cgroups, start_engine  # noqa: E402
-from simulator.engine.containers import runtime_root_for  # noqa: E402
-from simulator.hub.process import serving  # noqa: E402
-from simulator.hub.storage import DEFAULT_ROOT  # noqa: E402
+from bench.engine_run import hub_and_engine  # noqa: E402
 from simulator.network import NetworkManager  # noqa: E402
 from tests.support.dockerd import api_request, find_docker_cli, reference_dockerd  # noqa: E402
 from tests.support.netns import NetworkNamespace  # noqa: E402
@@ -259,18 +254,14 @@ def with_engines(work: Callable[[list[Engine], str], None]) -> None:
     cli = str(find_docker_cli())
     with tempfile.TemporaryDirectory(prefix="slipway-bench-net-") as tmp:
         workdir = Path(tmp)
-        with serving(DEFAULT_ROOT) as hub:
-            netns = NetworkNamespace()
-            netns.portal(hub)
-            process = start_engine(workdir, netns, hub)
+        with hub_and_engine(workdir) as (hub, host):
             config = workdir / "config"
             config.mkdir()
             ours = Engine(
                 "our engine",
                 workdir / "engine.sock",
-                dict(os.environ, DOCKER_HOST=f"unix://{workdir / 'engine.sock'}",
-                     DOCKER_CONFIG=str(config)),
-            )  # fmt: skip
+                dict(os.environ, DOCKER_HOST=host, DOCKER_CONFIG=str(config)),
+            )
             try:
                 mirror = ["--registry-mirror", f"http://{hub}", "--insecure-registry", hub]
                 with reference_dockerd(workdir / "ref", mirror) as handle:
@@ -290,12 +281,6 @@ def with_engines(work: Callable[[list[Engine], str], None]) -> None:
                             )
             finally:
                 api_request(workdir / "engine.sock", "DELETE", "/networks/bench")
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
-                netns.close()
-                shutil.rmtree(workdir / "data", ignore_errors=True)
-                shutil.rmtree(runtime_root_for(workdir / "data"), ignore_errors=True)
-                remove_cgroups(f"slipway-bench/{os.getpid()}")
 
 
 def spread(samples: list[float]) -> str:

@@ -3,16 +3,13 @@ own CLI against the same engine, and the course's two apps written into a build 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.engine import conftest as engine_tests
-from tests.engine.conftest import REPO_ROOT, RunningEngine
+from tests.engine.conftest import RunningEngine
+from tests.support.cli import OUR_CLI, CliRun, cli_for
 
 # The engine tests' fixtures, for this directory's tests.
 hub = engine_tests.hub
@@ -20,7 +17,9 @@ start_engine = engine_tests.start_engine
 engine = engine_tests.engine
 docker_cli = engine_tests.docker_cli
 docker = engine_tests.docker
-__all__ = ["docker", "docker_cli", "engine", "hub", "start_engine"]
+__all__ = ["CliRun", "docker", "docker_cli", "engine", "hub", "start_engine"]
+
+BUILD_TIMEOUT = 300  # seconds: a bound against hangs for a cold build, never a measure
 
 # The course's node web app, from an image that has node (apk can't reach a mirror offline);
 # its one dependency is vendored, and .npmrc keeps npm from reaching for the network.
@@ -83,44 +82,13 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-CliRun = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def cli_for(engine: RunningEngine, command: list[str], home: Path) -> CliRun:
-    """Run a docker CLI (ours or the real one) against ``engine``, in ``cwd`` if given."""
-    config = home / f"cli-config-{engine.socket_path.parent.name}"
-    config.mkdir(exist_ok=True)
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "DOCKER_HOST": engine.host,
-        "DOCKER_CONFIG": str(config),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-
-    def run(
-        *arguments: str, cwd: Path | None = None, input: str | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*command, *arguments],
-            env=environment,
-            cwd=cwd,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    return run
-
-
 @pytest.fixture
 def slipway(engine: RunningEngine, tmp_path: Path) -> CliRun:
     """Slipway's own docker CLI against ``engine``."""
-    return cli_for(engine, [sys.executable, "-m", "simulator.cli"], tmp_path)
+    return cli_for(OUR_CLI, engine.host, tmp_path / "ours", timeout=BUILD_TIMEOUT)
 
 
 @pytest.fixture
 def real(engine: RunningEngine, docker_cli: str, tmp_path: Path) -> CliRun:
     """The real docker CLI 28 against ``engine`` (its legacy builder path)."""
-    return cli_for(engine, [docker_cli], tmp_path)
+    return cli_for(docker_cli, engine.host, tmp_path / "real", timeout=BUILD_TIMEOUT)

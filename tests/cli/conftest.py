@@ -4,17 +4,15 @@ reference dockerd for the session whose registry mirror is our hub."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.engine import conftest as engine_fixtures
-from tests.engine.conftest import REPO_ROOT, Hub, RunningEngine
-from tests.support.dockerd import DockerdHandle, ReferenceDockerdError, reference_dockerd
+from tests.engine.conftest import Hub, RunningEngine, mirroring_reference
+from tests.support.cli import OUR_CLI, CliRun, cli_for
+from tests.support.dockerd import DockerdHandle
 
 # The engine tests' fixtures, for every test here.
 hub = engine_fixtures.hub
@@ -23,45 +21,6 @@ start_engine = engine_fixtures.start_engine
 engine = engine_fixtures.engine
 docker_cli = engine_fixtures.docker_cli
 docker = engine_fixtures.docker
-
-OUR_CLI = (sys.executable, "-m", "simulator.cli")
-CliRun = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def cli_for(command: tuple[str, ...] | str, host: str, home: Path) -> CliRun:
-    """Run a docker CLI against ``host`` with a HOME and config directory of its own under
-    ``home`` (stdin empty unless ``input`` is given; ``binary`` keeps bytes)."""
-    config = home / "docker-config"
-    config.mkdir(parents=True, exist_ok=True)
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "DOCKER_HOST": host,
-        "DOCKER_CONFIG": str(config),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    argv = [command] if isinstance(command, str) else list(command)
-
-    def run(
-        *arguments: str,
-        input: str | bytes | None = None,
-        binary: bool = False,
-        timeout: float = 120,
-    ) -> subprocess.CompletedProcess:
-        data: str | bytes = input if input is not None else (b"" if binary else "")
-        return subprocess.run(
-            [*argv, *arguments],
-            env=environment,
-            input=data,
-            capture_output=True,
-            text=not binary,
-            timeout=timeout,
-            cwd=home,
-        )
-
-    run.environment = environment
-    run.config_dir = config
-    return run
 
 
 @pytest.fixture
@@ -100,17 +59,9 @@ def reference(
 ) -> Iterator[DockerdHandle]:
     """A reference dockerd (Debian's docker.io) for the session, pulling docker.io images
     from our hub, with redis and busybox pulled."""
-    try:
-        with reference_dockerd(
-            tmp_path_factory.mktemp("cli-reference"),
-            ["--registry-mirror", hub.url, "--insecure-registry", hub.address],
-        ) as handle:
-            handle.reach(hub.address)
-            for image in ("redis", "busybox"):
-                handle.docker("pull", image, timeout=300)
-            yield handle
-    except ReferenceDockerdError as error:
-        pytest.fail(str(error), pytrace=False)
+    reference_root = tmp_path_factory.mktemp("cli-reference")
+    with mirroring_reference(hub, reference_root, ["redis", "busybox"]) as handle:
+        yield handle
 
 
 @pytest.fixture

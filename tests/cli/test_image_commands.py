@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 
 from simulator.cli.progress import display_json_messages
-from tests.cli.conftest import OUR_CLI, CliRun, cli_for
 from tests.engine.conftest import REPO_ROOT, Hub, RunningEngine, start_hub
 from tests.support import basic_auth
+from tests.support.cli import OUR_CLI, CliRun, cli_for
 from tests.support.dockerd import write_busybox_rootfs_tar
 
 pytestmark = pytest.mark.timeout(600)

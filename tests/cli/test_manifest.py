@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import OUR_CLI, CliRun, cli_for
 from tests.engine.conftest import Hub, RunningEngine, free_port
 from tests.images.conftest import start_registry  # noqa: F401 - a fixture
 from tests.support import basic_auth
+from tests.support.cli import OUR_CLI, CliRun, cli_for
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.requires_tool("skopeo")]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import OUR_CLI, CliRun, cli_for
 from tests.engine.conftest import RunningEngine
+from tests.support.cli import OUR_CLI, CliRun, cli_for
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -19,7 +19,7 @@ import pytest
 from simulator.cli.commands.images import go_value, write_inspect
 from simulator.cli.flags import Context, StatusError
 from simulator.cli.formatting import format_containers
-from tests.cli.conftest import OUR_CLI, cli_for
+from tests.support.cli import OUR_CLI, cli_for
 
 # The "web" endpoint is shaped like a container's inspect JSON.
 WEB = {

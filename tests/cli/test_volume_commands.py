@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import CliRun, cli_for
+from tests.support.cli import CliRun, cli_for
 
 pytestmark = pytest.mark.timeout(600)
 

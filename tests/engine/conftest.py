@@ -4,6 +4,7 @@ them (with a config directory of its own), and an HTTP client for the raw API.""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ from typing import Any
 import pytest
 
 from simulator.engine.containers import runtime_root_for
-from tests.support.dockerd import is_executable_binary
+from tests.support.dockerd import (
+    DockerdHandle,
+    ReferenceDockerdError,
+    is_executable_binary,
+    reference_dockerd,
+)
 from tests.support.netns import NetworkNamespace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -371,3 +377,20 @@ def docker_for(engine: RunningEngine, docker_cli: str, tmp_path: Path) -> Docker
 @pytest.fixture
 def api(engine: RunningEngine) -> EngineApi:
     return engine.api()
+
+
+@contextlib.contextmanager
+def mirroring_reference(hub: Hub, tmp: Path, pulls: Sequence[str] = ()) -> Iterator[DockerdHandle]:
+    """A reference dockerd (Debian's docker.io) whose docker.io mirror is ``hub``, carried
+    into its namespace, with ``pulls`` pulled; one that can't start fails the test."""
+    try:
+        with reference_dockerd(
+            tmp, ["--registry-mirror", hub.url, "--insecure-registry", hub.address]
+        ) as handle:
+            handle.reach(hub.address)
+            for image in pulls:
+                pulled = handle.docker("pull", image, timeout=300)
+                assert pulled.returncode == 0, pulled.stderr
+            yield handle
+    except ReferenceDockerdError as error:
+        pytest.fail(str(error), pytrace=False)

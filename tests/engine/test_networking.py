@@ -22,10 +22,17 @@ import pytest
 from pyroute2 import IPRoute
 
 from simulator.network import firewall, links, netns, run_dir_for
-from tests.engine.conftest import REPO_ROOT, DockerRun, Hub, RunningEngine, docker_for
-from tests.support.dockerd import DockerdHandle, ReferenceDockerdError, reference_dockerd
+from tests.engine.conftest import (
+    REPO_ROOT,
+    DockerRun,
+    Hub,
+    RunningEngine,
+    docker_for,
+    mirroring_reference,
+)
+from tests.support.cli import OUR_CLI, cli_for
+from tests.support.dockerd import DockerdHandle
 
-OUR_CLI = [sys.executable, "-m", "simulator.cli"]
 WELCOME = "Welcome to nginx!"
 StartEngine = Callable[[], RunningEngine]
 
@@ -89,43 +96,14 @@ def engine(start: StartEngine) -> RunningEngine:
 @pytest.fixture
 def our_cli(engine: RunningEngine, tmp_path: Path) -> DockerRun:
     """Our CLI (``python -m simulator.cli``) against ``engine``."""
-    config = tmp_path / "our-cli-config"
-    config.mkdir()
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "DOCKER_HOST": engine.host,
-        "DOCKER_CONFIG": str(config),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-
-    def run(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*OUR_CLI, *arguments],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-
-    return run
+    return cli_for(OUR_CLI, engine.host, tmp_path / "our-cli")
 
 
 @pytest.fixture(scope="module")
 def reference(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerdHandle]:
     """A reference dockerd pulling from our hub, with nginx pulled."""
-    try:
-        with reference_dockerd(
-            tmp_path_factory.mktemp("net-reference"),
-            ["--registry-mirror", hub.url, "--insecure-registry", hub.address],
-        ) as handle:
-            handle.reach(hub.address)
-            pulled = handle.docker("pull", "nginx", timeout=300)
-            assert pulled.returncode == 0, pulled.stderr
-            yield handle
-    except ReferenceDockerdError as error:
-        pytest.fail(str(error), pytrace=False)
+    with mirroring_reference(hub, tmp_path_factory.mktemp("net-reference"), ["nginx"]) as handle:
+        yield handle
 
 
 # -- 1. a published port ------------------------------------------------------------------------

@@ -26,9 +26,10 @@ from tests.engine.conftest import (
     EngineApi,
     Hub,
     RunningEngine,
+    mirroring_reference,
     raw_exchange,
 )
-from tests.support.dockerd import DockerdHandle, ReferenceDockerdError, reference_dockerd
+from tests.support.dockerd import DockerdHandle
 
 # Fields of the spec's SystemInfo that a Docker 28 on Linux leaves out when they are empty,
 # as this engine does.
@@ -409,15 +410,8 @@ _UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
 @pytest.fixture(scope="module")
 def reference(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerdHandle]:
     """A reference dockerd pulling from our hub."""
-    try:
-        with reference_dockerd(
-            tmp_path_factory.mktemp("df-reference"),
-            ["--registry-mirror", hub.url, "--insecure-registry", hub.address],
-        ) as handle:
-            handle.reach(hub.address)
-            yield handle
-    except ReferenceDockerdError as error:
-        pytest.fail(str(error), pytrace=False)
+    with mirroring_reference(hub, tmp_path_factory.mktemp("df-reference")) as handle:
+        yield handle
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

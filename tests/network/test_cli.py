@@ -4,42 +4,19 @@ errors they give, are the real docker CLI 28's, byte for byte, on the same engin
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import REPO_ROOT, DockerRun, RunningEngine
-
-OUR_CLI = [sys.executable, "-m", "simulator.cli"]
+from tests.engine.conftest import DockerRun, RunningEngine
+from tests.support.cli import OUR_CLI, cli_for
 
 
 @pytest.fixture
 def ours(engine: RunningEngine, tmp_path: Path) -> DockerRun:
     """Our CLI against ``engine``; containers and networks it made go afterwards."""
-    config = tmp_path / "our-config"
-    config.mkdir()
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "DOCKER_HOST": engine.host,
-        "DOCKER_CONFIG": str(config),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-
-    def run(*arguments: str, input: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*OUR_CLI, *arguments],
-            env=environment,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
+    run = cli_for(OUR_CLI, engine.host, tmp_path / "ours")
     yield run
     api = engine.api()
     for container in api.get("/containers/json?all=1").json():

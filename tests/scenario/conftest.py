@@ -35,6 +35,7 @@ from tests.engine.conftest import (  # noqa: F401 - hub and docker_cli are fixtu
     RunningEngine,
     docker_cli,
     hub,
+    mirroring_reference,
 )
 from tests.scenario.course_script import (
     GENERATED_NAME,
@@ -44,7 +45,6 @@ from tests.scenario.course_script import (
     Step,
     normalise,
 )
-from tests.support.dockerd import ReferenceDockerdError, reference_dockerd
 from tests.support.netns import NetworkNamespace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -349,16 +349,7 @@ def course(
             cgroup_parent = f"{parent}-{number}"
             engines.append((_start_our_engine(root, hub, cgroup_parent), cgroup_parent))
             cleanup.callback(_remove_our_engine, *engines[-1])
-        try:
-            reference = cleanup.enter_context(
-                reference_dockerd(
-                    tmp / "reference",
-                    ["--registry-mirror", hub.url, "--insecure-registry", hub.address],
-                )
-            )
-        except ReferenceDockerdError as error:
-            pytest.fail(str(error), pytrace=False)
-        reference.reach(hub.address)
+        reference = cleanup.enter_context(mirroring_reference(hub, tmp / "reference"))
         configurations = [
             _our_configuration(
                 OURS, engines[0][0], [sys.executable, "-m", "simulator.cli"], tmp / "1", False
